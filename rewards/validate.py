@@ -1,0 +1,107 @@
+"""Turn raw feed bytes into a Transaction or a DeadLetter; never raise.
+
+This is the edge of the pipeline: whatever arrives on the feed, exactly one
+of the two comes out, so messages in = decisions + dead letters holds.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from schemas.dead_letter import DeadLetter, DeadLetterReason
+from schemas.transaction import Transaction
+
+#: A UPI transaction is ~400 bytes; anything far larger is hostile or broken.
+MAX_MESSAGE_BYTES = 16 * 1024
+#: How much of an oversized message the dead letter keeps (the broker's
+#: message limit must never be the reason a dead letter is lost).
+TRUNCATE_RAW_BYTES = 4 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a message came from, carried into dead letters and state."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def decode(raw: bytes | None, source: Source) -> Transaction | DeadLetter:
+    """Validate one feed message."""
+    if not raw:
+        return _dead(DeadLetterReason.EMPTY, "message has no value", raw or b"", source)
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return _dead(
+            DeadLetterReason.TOO_LARGE,
+            f"message is {len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES}",
+            raw,
+            source,
+        )
+    try:
+        return Transaction.model_validate_json(raw)
+    except ValidationError as exc:
+        return _classify(exc, raw, source)
+    except Exception as exc:
+        return _dead(DeadLetterReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", raw, source)
+
+
+def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    kind, loc = first["type"], first["loc"]
+    if kind == "json_invalid":
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return _dead(DeadLetterReason.NOT_UTF8, f"not UTF-8: {err.reason}", raw, source)
+        return _dead(DeadLetterReason.NOT_JSON, f"not JSON: {first['msg']}", raw, source)
+    if not loc and kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return _dead(DeadLetterReason.NOT_OBJECT, "JSON value is not an object", raw, source)
+    # Missing fields first: they are the commonest bank-side bug and the clearest.
+    for err in errors:
+        if err["type"] == "missing" and err["loc"]:
+            field = str(err["loc"][0])
+            return _dead(DeadLetterReason.MISSING_FIELD, f"{field}: required", raw, source, field)
+    if kind == "cross_field":
+        ctx = first.get("ctx") or {}
+        field = str(ctx.get("field", ""))
+        reason = (
+            DeadLetterReason.MISSING_FIELD
+            if ctx.get("problem") == "missing"
+            else DeadLetterReason.INVALID_FIELD
+        )
+        return _dead(reason, first["msg"], raw, source, field or None)
+    field = str(loc[0]) if loc else None
+    detail = f"{field}: {first['msg']}" if field else first["msg"]
+    return _dead(DeadLetterReason.INVALID_FIELD, detail, raw, source, field)
+
+
+def _dead(
+    reason: DeadLetterReason,
+    detail: str,
+    raw: bytes,
+    source: Source,
+    field: str | None = None,
+) -> DeadLetter:
+    truncated = len(raw) > TRUNCATE_RAW_BYTES and reason is DeadLetterReason.TOO_LARGE
+    kept = raw[:TRUNCATE_RAW_BYTES] if truncated else raw
+    try:
+        text, encoding = kept.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+    return DeadLetter(
+        reason=reason,
+        detail=detail[:500],
+        field=field,
+        raw=text,
+        raw_encoding=encoding,  # type: ignore[arg-type]
+        raw_size=len(raw),
+        raw_truncated=truncated,
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+    )

@@ -1,0 +1,79 @@
+"""Field types shared by several contracts.
+
+The patterns are the bank feed contract (docs/contracts.md); they live here once
+so the input validator, the outputs and the rules file cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+
+TXN_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
+VPA_PATTERN = r"^[A-Za-z0-9._\-]{2,256}@[A-Za-z][A-Za-z0-9]{1,63}$"
+MCC_PATTERN = r"^[0-9]{4}$"
+MAX_AMOUNT_PAISE = 50_000_000
+
+# RFC 3339 date-time: full date, 'T' (or space, which RFC 3339 permits), time,
+# optional fraction and a mandatory offset. Python's fromisoformat alone would
+# also take naive times and week dates, which the contract forbids.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class TxnKind(StrEnum):
+    PAYMENT = "PAYMENT"
+    REFUND = "REFUND"
+
+
+class TxnStatus(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    PENDING = "PENDING"
+
+
+class PayeeKind(StrEnum):
+    PERSON = "PERSON"
+    MERCHANT = "MERCHANT"
+
+
+def _parse_rfc3339(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("timestamp must carry a UTC offset")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("timestamp must be an RFC 3339 string")
+    if not _RFC3339.match(value):
+        raise ValueError("timestamp must be RFC 3339 with an offset, e.g. 2026-11-25T10:15:00+05:30")
+    text = value.replace("t", "T").replace("z", "Z")
+    frac = re.search(r"\.(\d+)", text)
+    if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the rest
+        text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"not a real date-time: {exc}") from None
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+TxnId = Annotated[str, StringConstraints(pattern=TXN_ID_PATTERN)]
+Vpa = Annotated[str, StringConstraints(pattern=VPA_PATTERN), AfterValidator(_lower)]
+Mcc = Annotated[str, StringConstraints(pattern=MCC_PATTERN)]
+Rfc3339 = Annotated[datetime, BeforeValidator(_parse_rfc3339)]
+Paise = Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT_PAISE)]
+Coins = Annotated[int, Field(strict=True, ge=0)]
+PositiveCoins = Annotated[int, Field(strict=True, gt=0)]
+
+
+def to_rfc3339(value: datetime) -> str:
+    """Render an aware datetime the way every output carries it (offset kept)."""
+    return value.isoformat()

@@ -1,0 +1,91 @@
+"""The rules file (YAML), validated at startup and by ``upi-rewards check-rules``.
+
+Strict and closed (``extra="forbid"``): a typo such as ``max_coin`` must stop
+startup naming the field, never silently turn a cap off.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.common import Mcc, PayeeKind, Rfc3339
+
+RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+_CLOSED = ConfigDict(frozen=True, extra="forbid")
+
+
+class Match(BaseModel):
+    """Every key optional; all given must hold for the rule to apply."""
+
+    model_config = _CLOSED
+
+    payee_kind: PayeeKind | None = None
+    mcc_in: list[Mcc] | None = Field(default=None, min_length=1)
+    min_amount_paise: NonNegInt | None = None
+    max_amount_paise: NonNegInt | None = None
+    active_from: Rfc3339 | None = None
+    active_until: Rfc3339 | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        lo, hi = self.min_amount_paise, self.max_amount_paise
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("min_amount_paise must not exceed max_amount_paise")
+        start, end = self.active_from, self.active_until
+        if start is not None and end is not None and start >= end:
+            raise ValueError("active_from must be before active_until")
+        return self
+
+
+class Reward(BaseModel):
+    model_config = _CLOSED
+
+    bps: Annotated[int, Field(strict=True, ge=0, le=10_000)] = 0
+    flat_coins: NonNegInt = 0
+    max_coins: NonNegInt | None = None
+
+
+class Rule(BaseModel):
+    model_config = _CLOSED
+
+    id: RuleId
+    match: Match = Match()
+    reward: Reward
+
+
+class Limits(BaseModel):
+    model_config = _CLOSED
+
+    daily_coins_per_user: NonNegInt | None = None
+    monthly_coins_per_user: NonNegInt | None = None
+
+
+class RulesFile(BaseModel):
+    model_config = _CLOSED
+
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    timezone: str
+    limits: Limits = Limits()
+    rules: list[Rule]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        seen: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            if rule.id in seen:
+                raise ValueError(f"rules[{index}].id: duplicate rule id {rule.id!r}")
+            seen.add(rule.id)
+        return self
