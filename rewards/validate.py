@@ -33,9 +33,9 @@ class Source:
 def decode(raw: bytes | None, source: Source) -> Transaction | DeadLetter:
     """Validate one feed message."""
     if not raw:
-        return _dead(DeadLetterReason.EMPTY, "message has no value", raw or b"", source)
+        return dead_letter(DeadLetterReason.EMPTY, "message has no value", raw or b"", source)
     if len(raw) > MAX_MESSAGE_BYTES:
-        return _dead(
+        return dead_letter(
             DeadLetterReason.TOO_LARGE,
             f"message is {len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES}",
             raw,
@@ -46,7 +46,7 @@ def decode(raw: bytes | None, source: Source) -> Transaction | DeadLetter:
     except ValidationError as exc:
         return _classify(exc, raw, source)
     except Exception as exc:
-        return _dead(DeadLetterReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", raw, source)
+        return dead_letter(DeadLetterReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", raw, source)
 
 
 def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
@@ -57,15 +57,15 @@ def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            return _dead(DeadLetterReason.NOT_UTF8, f"not UTF-8: {err.reason}", raw, source)
-        return _dead(DeadLetterReason.NOT_JSON, f"not JSON: {first['msg']}", raw, source)
+            return dead_letter(DeadLetterReason.NOT_UTF8, f"not UTF-8: {err.reason}", raw, source)
+        return dead_letter(DeadLetterReason.NOT_JSON, f"not JSON: {first['msg']}", raw, source)
     if not loc and kind in {"model_type", "model_attributes_type", "dict_type"}:
-        return _dead(DeadLetterReason.NOT_OBJECT, "JSON value is not an object", raw, source)
+        return dead_letter(DeadLetterReason.NOT_OBJECT, "JSON value is not an object", raw, source)
     # Missing fields first: they are the commonest bank-side bug and the clearest.
     for err in errors:
         if err["type"] == "missing" and err["loc"]:
             field = str(err["loc"][0])
-            return _dead(DeadLetterReason.MISSING_FIELD, f"{field}: required", raw, source, field)
+            return dead_letter(DeadLetterReason.MISSING_FIELD, f"{field}: required", raw, source, field)
     if kind == "cross_field":
         ctx = first.get("ctx") or {}
         field = str(ctx.get("field", ""))
@@ -74,13 +74,13 @@ def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
             if ctx.get("problem") == "missing"
             else DeadLetterReason.INVALID_FIELD
         )
-        return _dead(reason, first["msg"], raw, source, field or None)
+        return dead_letter(reason, first["msg"], raw, source, field or None)
     field = str(loc[0]) if loc else None
     detail = f"{field}: {first['msg']}" if field else first["msg"]
-    return _dead(DeadLetterReason.INVALID_FIELD, detail, raw, source, field)
+    return dead_letter(DeadLetterReason.INVALID_FIELD, detail, raw, source, field)
 
 
-def _dead(
+def dead_letter(
     reason: DeadLetterReason,
     detail: str,
     raw: bytes,

@@ -1,0 +1,101 @@
+"""Stage 2: decide each re-keyed event against the user's state; emit grants and decisions.
+
+Per batch: decide every event (reads see the batch's own earlier writes), send
+its grants and decision, wait until the broker acknowledges all of them, and
+only then write the state. A crash before the writes replays the batch against
+unchanged state, re-emitting the same grants with the same ids; a crash after
+them finds the events done. An output can be repeated, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT, TableT, TopicT
+
+from agents.context import within_event
+from agents.ingest import internal_error, send_dead_letter
+from agents.metrics import Metrics
+from rewards.ledger import Effects, process
+from rewards.rulebook import RuleBook
+from schemas.grant import GrantKind
+from schemas.routed import RoutedTransaction
+
+
+class BatchView:
+    """The state as seen mid-batch: this batch's pending writes over the table."""
+
+    def __init__(self, table: TableT[bytes, bytes]) -> None:
+        self._table = table
+        self.pending: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        value = self.pending.get(key)
+        if value is not None:
+            return value
+        stored: bytes | None = self._table.get(key.encode())
+        return stored
+
+
+def attach_decide(
+    app: faust.App,
+    by_payer: TopicT,
+    table: TableT[bytes, bytes],
+    grants_topic: TopicT,
+    decisions_topic: TopicT,
+    dead_letters: TopicT,
+    book: RuleBook,
+    metrics: Metrics,
+    batch_max: int,
+    within_s: float,
+) -> None:
+    @app.agent(by_payer, name="decide")
+    async def decide(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(batch_max, within=within_s):
+            view = BatchView(table)
+            writes: list[tuple[EventT, str, bytes]] = []
+            sent: list[Any] = []
+            decided: list[tuple[Effects, int]] = []
+            for event in events:
+                try:
+                    routed = RoutedTransaction.model_validate_json(event.message.value or b"")
+                    with within_event(event):
+                        effects = process(routed.txn, book, view, routed.source)
+                except Exception as exc:  # noqa: BLE001 - park it, keep the partition moving
+                    sent.append(await send_dead_letter(dead_letters, internal_error(event, exc), metrics))
+                    continue
+                key = routed.txn.payer_vpa.encode()
+                for grant in effects.grants:
+                    sent.append(
+                        await grants_topic.send(key=key, value=grant.model_dump_json().encode())
+                    )
+                sent.append(
+                    await decisions_topic.send(
+                        key=key, value=effects.decision.model_dump_json().encode()
+                    )
+                )
+                for state_key, value in effects.writes:
+                    view.pending[state_key] = value
+                    writes.append((event, state_key, value))
+                decided.append((effects, routed.ingested_ns))
+            # Outputs first: nothing is marked done before the broker has it.
+            await asyncio.gather(*sent)
+            for event, state_key, value in writes:
+                with within_event(event):
+                    table[state_key.encode()] = value
+            _observe(metrics, decided)
+
+
+def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:
+    now_ns = time.time_ns()
+    for effects, ingested_ns in decided:
+        metrics.events.labels(outcome=effects.decision.outcome.value).inc()
+        for grant in effects.grants:
+            metrics.coins.labels(kind=grant.kind.value).inc(grant.coins)
+        metrics.latency.observe(max(now_ns - ingested_ns, 0) / 1e9)
+
+
+__all__ = ["BatchView", "GrantKind", "attach_decide"]

@@ -1,0 +1,79 @@
+"""Stage 1: validate the bank feed; dead-letter what is bad, re-key the rest by payer.
+
+Thin adapter over ``rewards.validate.decode``. Never raises on a message: a
+crash here would stall every user on the partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT, TopicT
+
+from agents.metrics import Metrics
+from rewards.validate import Source, dead_letter, decode
+from schemas.dead_letter import DeadLetter, DeadLetterReason
+from schemas.routed import RoutedTransaction
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter_bytes(letter: DeadLetter) -> bytes:
+    return letter.model_dump_json(exclude_none=True).encode()
+
+
+async def send_dead_letter(
+    topic: TopicT, letter: DeadLetter, metrics: Metrics
+) -> Any:
+    metrics.dead_letters.labels(reason=letter.reason.value).inc()
+    return await topic.send(value=dead_letter_bytes(letter))
+
+
+def internal_error(event: EventT, exc: BaseException) -> DeadLetter:
+    """Park an event our own code could not handle, with the error but no payload in logs."""
+    msg = event.message
+    log.exception(
+        "internal error on %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, type(exc).__name__
+    )
+    return dead_letter(
+        DeadLetterReason.INTERNAL_ERROR,
+        f"{type(exc).__name__}: {exc}",
+        msg.value or b"",
+        Source(msg.topic, msg.partition, msg.offset),
+    )
+
+
+def attach_ingest(
+    app: faust.App,
+    feed: TopicT,
+    by_payer: TopicT,
+    dead_letters: TopicT,
+    metrics: Metrics,
+    batch_max: int,
+    within_s: float,
+) -> None:
+    @app.agent(feed, name="ingest")
+    async def ingest(stream: StreamT[bytes]) -> None:
+        async for events in stream.take_events(batch_max, within=within_s):
+            now_ns = time.time_ns()
+            for event in events:
+                msg = event.message
+                try:
+                    source = Source(msg.topic, msg.partition, msg.offset)
+                    result = decode(msg.value, source)
+                    if isinstance(result, DeadLetter):
+                        await send_dead_letter(dead_letters, result, metrics)
+                        continue
+                    routed = RoutedTransaction(
+                        txn=result,
+                        source=f"{msg.topic}:{msg.partition}:{msg.offset}",
+                        ingested_ns=now_ns,
+                    )
+                    await by_payer.send(
+                        key=result.payer_vpa.encode(), value=routed.model_dump_json().encode()
+                    )
+                except Exception as exc:  # noqa: BLE001 - catch at the edge, never die
+                    await send_dead_letter(dead_letters, internal_error(event, exc), metrics)

@@ -1,0 +1,72 @@
+"""Wire the Faust app: topics, the state table, which agents run together, /metrics."""
+
+from __future__ import annotations
+
+import faust
+from aiohttp.web import Request, Response
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.web import View
+
+from agents.decide import attach_decide
+from agents.ingest import attach_ingest
+from agents.metrics import Metrics
+from rewards.rulebook import RuleBook
+from topologies import topics
+from topologies.settings import Settings
+
+
+def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None) -> faust.App:
+    """One worker process: ingest + decide agents, sharing one consumer group."""
+    internal = topics.Internal(settings.app_id)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_list()],
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        processing_guarantee=settings.processing_guarantee,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+    )
+    metrics = metrics or Metrics()
+    within_s = settings.batch_within_ms / 1000
+    feed = app.topic(topics.TRANSACTIONS, value_serializer="raw", key_serializer="raw")
+    by_payer = app.topic(
+        internal.by_payer,
+        partitions=settings.partitions,
+        internal=True,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    grants = app.topic(topics.COIN_GRANTS, key_serializer="raw", value_serializer="raw")
+    decisions = app.topic(topics.DECISIONS, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(topics.DEAD_LETTERS, key_serializer="raw", value_serializer="raw")
+    state = app.Table(
+        internal.state_table,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options={"driver": "rocksdict"},
+    )
+    attach_ingest(app, feed, by_payer, dead_letters, metrics, settings.batch_max, within_s)
+    attach_decide(
+        app, by_payer, state, grants, decisions, dead_letters, book, metrics,
+        settings.batch_max, within_s,
+    )
+    setup_prometheus_sensors(app, pattern="/metrics")
+
+    @app.page("/healthz")
+    async def healthz(view: View, request: Request) -> Response:
+        return view.text("ok\n")
+
+    return app

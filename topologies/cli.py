@@ -1,0 +1,144 @@
+"""``upi-rewards``: broker, worker, check-rules, feed, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rewards.errors import RulesError
+from topologies.settings import DEFAULT_RULES, Settings
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    """Flags override ``REWARDS_*`` env vars, which override defaults."""
+    flags = {
+        "kafka_bootstrap_servers": getattr(args, "bootstrap", None),
+        "rules_file": getattr(args, "rules", None),
+        "web_port": getattr(args, "web_port", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "partitions": getattr(args, "partitions", None),
+        **extra,
+    }
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from topologies.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host)
+    broker.start()
+    print(f"broker ready on {broker.bootstrap} (in-memory; Ctrl-C stops it)", flush=True)
+    try:
+        assert broker.proc is not None
+        return broker.proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        broker.stop()
+
+
+def cmd_check_rules(args: argparse.Namespace) -> int:
+    from rewards.rulebook import load_rules
+
+    try:
+        book = load_rules(args.file)
+    except RulesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    spec = book.spec
+    print(
+        f"ok: {args.file}: version {spec.version!r}, timezone {spec.timezone}, "
+        f"{len(spec.rules)} rules, daily cap {book.daily_cap}, monthly cap {book.monthly_cap}"
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from topologies.worker import run_worker
+
+    try:
+        return run_worker(_settings(args))
+    except RulesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from topologies.feed import produce_feed
+
+    settings = _settings(args)
+    stats = produce_feed(
+        settings.bootstrap_list(),
+        count=args.count,
+        seed=args.seed,
+        rate=args.rate,
+        bad_share=args.bad_share,
+    )
+    print(
+        f"produced {stats.sent} messages ({stats.bad} bad) to upi.transactions "
+        f"in {stats.seconds:.2f}s ({stats.rate:,.0f} msg/s)"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from topologies.demo import run_demo
+
+    return run_demo(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="upi-rewards", description="UPI rewards pipeline: coins for payments, in a stream."
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker in the foreground")
+    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("worker", help="run a rewards worker (ingest + decide agents)")
+    p.add_argument("--rules", type=Path, help=f"rules file (default {DEFAULT_RULES.name})")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    p.add_argument("--web-port", type=int, help="port of /metrics and /healthz (default 6066)")
+    p.add_argument("--data-dir", type=Path, help="where rocksdict table state lives")
+    p.add_argument("--partitions", type=int, help="partitions of the re-keyed stream and table")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("check-rules", help="validate a rules file and summarise it")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_check_rules)
+
+    p = sub.add_parser("feed", help="produce a synthetic UPI feed to upi.transactions")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--rate", type=float, default=0.0, help="messages/s; 0 = as fast as possible")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bad-share", type=float, default=0.01, help="share of malformed messages")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    p.set_defaults(func=cmd_feed)
+
+    p = sub.add_parser("demo", help="embedded broker + worker + feed, with a live summary")
+    p.add_argument("--count", type=int, default=50_000)
+    p.add_argument("--rate", type=float, default=0.0, help="feed messages/s; 0 = as fast as possible")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    p.add_argument("--web-port", type=int, default=6066)
+    p.add_argument("--rules", type=Path, default=DEFAULT_RULES)
+    p.add_argument("--keep-running", action="store_true", help="stay up after the feed; Ctrl-C stops")
+    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    p.set_defaults(func=cmd_demo)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

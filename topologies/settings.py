@@ -1,0 +1,49 @@
+"""Runtime settings: flags, then ``REWARDS_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The rules the demo and the tests run when no file is named.
+DEFAULT_RULES = Path(__file__).parent / "rules" / "launch.yaml"
+
+
+class Settings(BaseSettings):
+    """Everything a worker needs that is not in the rules file."""
+
+    model_config = SettingsConfigDict(env_prefix="REWARDS_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="comma-separated host:port list"
+    )
+    rules_file: Path = DEFAULT_RULES
+    app_id: str = Field(default="upi-rewards", description="consumer group and topic prefix")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Path("var/state")
+    partitions: int = Field(
+        default=8, ge=1, description="partitions of the re-keyed stream and of the state table"
+    )
+    input_partitions: int = Field(
+        default=8, ge=1, description="used only when the worker has to create the input topic"
+    )
+    replication_factor: int = Field(default=1, ge=1)
+    create_topics: bool = Field(
+        default=True, description="create missing input/output topics at startup (dev, demo)"
+    )
+    batch_max: int = Field(default=2000, ge=1, description="events per processing batch")
+    batch_within_ms: int = Field(default=50, ge=1, description="max wait to fill a batch")
+    session_timeout_s: int = Field(default=10, ge=1)
+    rebalance_timeout_s: int = Field(default=10, ge=1)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="exactly_once needs broker transactions (real Kafka only)",
+    )
+    log_level: str = "info"
+
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
