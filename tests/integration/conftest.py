@@ -1,0 +1,126 @@
+"""Shared fixtures: a real embedded broker and real worker processes, over TCP.
+
+Each test gets its own broker (topics are fixed by contract, so isolation is
+per broker) and starts workers as subprocesses through the installed CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from topologies import topics
+from topologies.admin import end_offsets_total, ensure_topics
+from topologies.broker import EmbeddedBroker, free_port
+
+PARTITIONS = 4
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(port=free_port(), log=tmp_path / "broker.log") as b:
+        ensure_topics(
+            [b.bootstrap],
+            {topics.TRANSACTIONS: PARTITIONS, **{t: PARTITIONS for t in topics.OUTPUTS}},
+        )
+        yield b
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    web_port: int
+    log: Path
+    data_dir: Path
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class WorkerFactory:
+    broker: EmbeddedBroker
+    tmp: Path
+    started: list[Worker] = field(default_factory=list)
+
+    def start(self, *extra: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Worker:
+        n = len(self.started)
+        port = free_port()
+        data = data_dir or self.tmp / f"state-{n}"
+        log = self.tmp / f"worker-{n}.log"
+        cmd = [
+            sys.executable, "-m", "topologies.cli", "worker",
+            "--bootstrap", self.broker.bootstrap,
+            "--web-port", str(port),
+            "--data-dir", str(data),
+            "--partitions", str(PARTITIONS),
+            *extra,
+        ]
+        proc = subprocess.Popen(
+            cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+        worker = Worker(proc, port, log, data)
+        self.started.append(worker)
+        deadline = time.monotonic() + 60
+        while not worker.healthy():
+            if proc.poll() is not None:
+                raise AssertionError(f"worker exited {proc.returncode}:\n{worker.log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker web not up:\n{worker.log_text()[-3000:]}")
+            time.sleep(0.2)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop(signal.SIGKILL if worker.proc.poll() is None else signal.SIGTERM, 10)
+
+
+@pytest.fixture
+def workers(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[WorkerFactory]:
+    factory = WorkerFactory(broker, tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+def wait_for_outputs(bootstrap: str, expected: int, timeout: float = 180.0) -> dict[str, int]:
+    """Wait until decisions + dead letters hold ``expected`` records; return the counts."""
+    deadline = time.monotonic() + timeout
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = end_offsets_total([bootstrap], topics.OUTPUTS)
+        if counts[topics.DECISIONS] + counts[topics.DEAD_LETTERS] >= expected:
+            time.sleep(1.0)  # anything extra would show up now
+            return end_offsets_total([bootstrap], topics.OUTPUTS)
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {expected} outputs; have {counts}")

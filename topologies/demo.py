@@ -1,0 +1,210 @@
+"""``upi-rewards demo``: embedded broker + one worker + synthetic feed, live summary.
+
+Everything runs on loopback in throwaway storage. The summary prints counts
+only (no VPAs); the worker's /metrics stays up while the demo runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from topologies import topics
+from topologies.admin import ensure_topics
+from topologies.broker import EmbeddedBroker, free_port, port_in_use
+from topologies.feed import FeedStats, produce_feed
+
+PARTITIONS = 8
+
+
+@dataclass
+class Tally:
+    """What the demo has read back from the output topics."""
+
+    decisions: collections.Counter[str] = field(default_factory=collections.Counter)
+    dead: collections.Counter[str] = field(default_factory=collections.Counter)
+    grants: int = 0
+    clawbacks: int = 0
+    coins_granted: int = 0
+    coins_clawed: int = 0
+    first_at: float = 0.0
+    last_at: float = 0.0
+
+    @property
+    def accounted(self) -> int:
+        return sum(self.decisions.values()) + sum(self.dead.values())
+
+    def rate(self) -> float:
+        span = self.last_at - self.first_at
+        return self.accounted / span if span > 0 else 0.0
+
+
+def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
+    tps = [
+        TopicPartition(name, p)
+        for name in (topics.DECISIONS, topics.DEAD_LETTERS, topics.COIN_GRANTS)
+        for p in sorted(consumer.partitions_for_topic(name) or range(PARTITIONS))
+    ]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    try:
+        while not stop.is_set():
+            for tp, records in consumer.poll(timeout_ms=200, max_records=5000).items():
+                now = time.monotonic()
+                for record in records:
+                    doc = orjson.loads(record.value)
+                    if tp.topic == topics.DECISIONS:
+                        tally.decisions[doc["outcome"]] += 1
+                    elif tp.topic == topics.DEAD_LETTERS:
+                        tally.dead[doc["reason"]] += 1
+                    elif doc["kind"] == "GRANT":
+                        tally.grants += 1
+                        tally.coins_granted += doc["coins"]
+                    else:
+                        tally.clawbacks += 1
+                        tally.coins_clawed += doc["coins"]
+                if tp.topic != topics.COIN_GRANTS and records:
+                    tally.first_at = tally.first_at or now
+                    tally.last_at = now
+    finally:
+        consumer.close()
+
+
+def _line(elapsed: float, sent: int, tally: Tally) -> str:
+    d = tally.decisions
+    return (
+        f"[{elapsed:6.1f}s] in {sent:>8,} | decided {sum(d.values()):>8,} "
+        f"(granted {d['GRANTED']:,}, no reward {d['NO_REWARD']:,}, clawed back "
+        f"{d['CLAWED_BACK']:,}, ignored {d['IGNORED']:,}, duplicate {d['DUPLICATE']:,}) | "
+        f"dead letters {sum(tally.dead.values()):,} | coins +{tally.coins_granted:,} "
+        f"-{tally.coins_clawed:,} | {tally.rate():,.0f} ev/s"
+    )
+
+
+def _metrics_excerpt(port: int) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        return [f"(metrics not reachable: {exc})"]
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith(("rewards_events_total", "rewards_coins_total"))
+        or (line.startswith("rewards_dead_letters_total") and not line.endswith(" 0.0"))
+        or line.startswith("rewards_event_latency_seconds_count")
+    ]
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="upi-rewards-demo-"))
+    port = args.port or (9092 if not port_in_use("127.0.0.1", 9092) else free_port())
+    if port_in_use("127.0.0.1", args.web_port):
+        print(f"error: web port {args.web_port} is in use; pass --web-port", file=sys.stderr)
+        return 2
+    broker = EmbeddedBroker(port=port, log=workdir / "broker.log")
+    worker: subprocess.Popen[bytes] | None = None
+    stop = threading.Event()
+    watcher: threading.Thread | None = None
+    started = time.monotonic()
+    try:
+        broker.start()
+        print(f"broker  : Tansu on {broker.bootstrap} (in memory)")
+        ensure_topics(
+            [broker.bootstrap],
+            {topics.TRANSACTIONS: PARTITIONS, **{name: PARTITIONS for name in topics.OUTPUTS}},
+        )
+        env = {
+            **os.environ,
+            "REWARDS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "REWARDS_RULES_FILE": str(args.rules),
+            "REWARDS_WEB_PORT": str(args.web_port),
+            "REWARDS_DATA_DIR": str(workdir / "state"),
+            "REWARDS_PARTITIONS": str(PARTITIONS),
+        }
+        worker_log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "topologies.cli", "worker"],
+            env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        print(f"worker  : pid {worker.pid}, metrics on http://127.0.0.1:{args.web_port}/metrics")
+        print(f"logs    : {workdir}")
+        tally = Tally()
+        watcher = threading.Thread(target=_watch, args=(broker.bootstrap, tally, stop), daemon=True)
+        watcher.start()
+        feed_result: list[FeedStats] = []
+        feeder = threading.Thread(
+            target=lambda: feed_result.append(
+                produce_feed([broker.bootstrap], args.count, seed=args.seed, rate=args.rate)
+            ),
+            daemon=True,
+        )
+        feeder.start()
+        print(f"feed    : {args.count:,} synthetic UPI events (seed {args.seed})")
+        next_print = time.monotonic()
+        while tally.accounted < args.count:
+            if worker.poll() is not None:
+                print(f"error: worker exited with code {worker.returncode}; see {workdir}")
+                return 1
+            if time.monotonic() - started > args.timeout:
+                print(f"error: timed out after {args.timeout:.0f}s; see {workdir}")
+                return 1
+            if time.monotonic() >= next_print:
+                sent = feed_result[0].sent if feed_result else 0
+                print(_line(time.monotonic() - started, sent or args.count, tally), flush=True)
+                next_print += 1.0
+            time.sleep(0.1)
+        feeder.join()
+        time.sleep(0.5)  # let the last grants arrive
+        stats = feed_result[0]
+        print(_line(time.monotonic() - started, stats.sent, tally))
+        decided, dead = sum(tally.decisions.values()), sum(tally.dead.values())
+        ok = decided + dead == stats.sent
+        print()
+        print(f"messages in       : {stats.sent:,} ({stats.bad:,} generated bad)")
+        print(f"decisions         : {decided:,}  {dict(sorted(tally.decisions.items()))}")
+        print(f"dead letters      : {dead:,}  {dict(sorted(tally.dead.items()))}")
+        print(f"grants / clawbacks: {tally.grants:,} / {tally.clawbacks:,} "
+              f"({tally.coins_granted:,} coins granted, {tally.coins_clawed:,} clawed back)")
+        print(f"accounted for     : {'yes' if ok else 'NO'} "
+              f"(in {stats.sent:,} = decisions {decided:,} + dead letters {dead:,})")
+        print(f"throughput        : {tally.rate():,.0f} events/s end to end "
+              f"(first to last output, one worker process)")
+        print("metrics           :")
+        for line in _metrics_excerpt(args.web_port):
+            print(f"  {line}")
+        if args.keep_running:
+            print("running; Ctrl-C stops broker and worker")
+            signal.pause()
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        print("\nstopping...")
+        return 130
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join(timeout=5)
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        broker.stop()
+        shutil.rmtree(workdir / "state", ignore_errors=True)
+        print(f"stopped broker and worker in {time.monotonic() - started:.1f}s total")
