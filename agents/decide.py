@@ -64,8 +64,10 @@ def attach_decide(
                     routed = RoutedTransaction.model_validate_json(event.message.value or b"")
                     with within_event(event):
                         effects = process(routed.txn, book, view, routed.source)
-                except Exception as exc:  # noqa: BLE001 - park it, keep the partition moving
-                    sent.append(await send_dead_letter(dead_letters, internal_error(event, exc), metrics))
+                except Exception as exc:
+                    sent.append(
+                        await send_dead_letter(dead_letters, internal_error(event, exc), metrics)
+                    )
                     continue
                 key = routed.txn.payer_vpa.encode()
                 for grant in effects.grants:

@@ -25,9 +25,7 @@ def dead_letter_bytes(letter: DeadLetter) -> bytes:
     return letter.model_dump_json(exclude_none=True).encode()
 
 
-async def send_dead_letter(
-    topic: TopicT, letter: DeadLetter, metrics: Metrics
-) -> Any:
+async def send_dead_letter(topic: TopicT, letter: DeadLetter, metrics: Metrics) -> Any:
     metrics.dead_letters.labels(reason=letter.reason.value).inc()
     return await topic.send(value=dead_letter_bytes(letter))
 
@@ -75,5 +73,5 @@ def attach_ingest(
                     await by_payer.send(
                         key=result.payer_vpa.encode(), value=routed.model_dump_json().encode()
                     )
-                except Exception as exc:  # noqa: BLE001 - catch at the edge, never die
+                except Exception as exc:
                     await send_dead_letter(dead_letters, internal_error(event, exc), metrics)

@@ -5,8 +5,9 @@ Works against any Kafka-protocol broker; nothing here knows about Tansu.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -40,10 +41,8 @@ def ensure_topics(bootstrap: list[str], topics: Mapping[str, int], replication: 
             if name not in existing
         ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -58,47 +57,37 @@ def producer(bootstrap: list[str]) -> KafkaProducer:
     )
 
 
-def read_topic(
-    bootstrap: list[str], topic: str, idle_s: float = 2.0, timeout_s: float = 60.0
-) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """Yield (key, value) of every record in a topic, without joining a group.
+class TopicTail:
+    """Read topics from the beginning and keep up with them, without a consumer group.
 
-    Uses ``assign`` so no group join (and no rebalance wait) is involved. Stops
-    after ``idle_s`` without records once the end offsets have been reached.
+    Counts come from consuming, not from ListOffsets: some Kafka-protocol
+    brokers (Tansu 0.6) report the latest offset of a partition as the base
+    offset of its last batch + 1, so end offsets undercount batched topics.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-        consumer_timeout_ms=int(idle_s * 1000),
-    )
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            got = False
-            for record in consumer:
-                got = True
-                yield record.key, record.value
-            if not got and all(consumer.position(tp) >= end[tp] for tp in tps):
-                return
-    finally:
-        consumer.close()
 
+    def __init__(self, bootstrap: list[str], topics: Iterable[str]) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(self.consumer.partitions_for_topic(topic) or ())
+        ]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.records: dict[str, list[tuple[bytes | None, bytes | None]]] = {t: [] for t in topics}
 
-def end_offsets_total(bootstrap: list[str], topics: Iterable[str]) -> dict[str, int]:
-    """Sum of end offsets per topic: how many records each holds (no compaction here)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    try:
-        out = {}
-        for topic in topics:
-            parts = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in parts]
-            out[topic] = sum(consumer.end_offsets(tps).values()) if tps else 0
-        return out
-    finally:
-        consumer.close()
+    def poll(self, timeout_ms: int = 200) -> int:
+        """Fetch what is new; return how many records arrived."""
+        got = 0
+        for tp, batch in self.consumer.poll(timeout_ms=timeout_ms, max_records=10_000).items():
+            self.records[tp.topic].extend((r.key, r.value) for r in batch)
+            got += len(batch)
+        return got
+
+    def count(self, topic: str) -> int:
+        return len(self.records[topic])
+
+    def close(self) -> None:
+        self.consumer.close()

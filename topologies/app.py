@@ -33,6 +33,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
+        recovery_consistency_check=False,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -60,8 +61,16 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
     )
     attach_ingest(app, feed, by_payer, dead_letters, metrics, settings.batch_max, within_s)
     attach_decide(
-        app, by_payer, state, grants, decisions, dead_letters, book, metrics,
-        settings.batch_max, within_s,
+        app,
+        by_payer,
+        state,
+        grants,
+        decisions,
+        dead_letters,
+        book,
+        metrics,
+        settings.batch_max,
+        within_s,
     )
     setup_prometheus_sensors(app, pattern="/metrics")
 

@@ -123,12 +123,16 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="embedded broker + worker + feed, with a live summary")
     p.add_argument("--count", type=int, default=50_000)
-    p.add_argument("--rate", type=float, default=0.0, help="feed messages/s; 0 = as fast as possible")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="feed messages/s; 0 = as fast as possible"
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--web-port", type=int, default=6066)
     p.add_argument("--rules", type=Path, default=DEFAULT_RULES)
-    p.add_argument("--keep-running", action="store_true", help="stay up after the feed; Ctrl-C stops")
+    p.add_argument(
+        "--keep-running", action="store_true", help="stay up after the feed; Ctrl-C stops"
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     p.set_defaults(func=cmd_demo)
     return top

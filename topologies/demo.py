@@ -140,7 +140,10 @@ def run_demo(args: argparse.Namespace) -> int:
         worker_log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
         worker = subprocess.Popen(
             [sys.executable, "-m", "topologies.cli", "worker"],
-            env=env, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         print(f"worker  : pid {worker.pid}, metrics on http://127.0.0.1:{args.web_port}/metrics")
         print(f"logs    : {workdir}")
@@ -179,12 +182,18 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"messages in       : {stats.sent:,} ({stats.bad:,} generated bad)")
         print(f"decisions         : {decided:,}  {dict(sorted(tally.decisions.items()))}")
         print(f"dead letters      : {dead:,}  {dict(sorted(tally.dead.items()))}")
-        print(f"grants / clawbacks: {tally.grants:,} / {tally.clawbacks:,} "
-              f"({tally.coins_granted:,} coins granted, {tally.coins_clawed:,} clawed back)")
-        print(f"accounted for     : {'yes' if ok else 'NO'} "
-              f"(in {stats.sent:,} = decisions {decided:,} + dead letters {dead:,})")
-        print(f"throughput        : {tally.rate():,.0f} events/s end to end "
-              f"(first to last output, one worker process)")
+        print(
+            f"grants / clawbacks: {tally.grants:,} / {tally.clawbacks:,} "
+            f"({tally.coins_granted:,} coins granted, {tally.coins_clawed:,} clawed back)"
+        )
+        print(
+            f"accounted for     : {'yes' if ok else 'NO'} "
+            f"(in {stats.sent:,} = decisions {decided:,} + dead letters {dead:,})"
+        )
+        print(
+            f"throughput        : {tally.rate():,.0f} events/s end to end "
+            f"(first to last output, one worker process)"
+        )
         print("metrics           :")
         for line in _metrics_excerpt(args.web_port):
             print(f"  {line}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from topologies import topics
-from topologies.admin import end_offsets_total, ensure_topics
+from topologies.admin import TopicTail, ensure_topics
 from topologies.broker import EmbeddedBroker, free_port
 
 PARTITIONS = 4
@@ -48,7 +48,9 @@ class Worker:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.web_port}/healthz", timeout=2
+            ) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
@@ -73,29 +75,43 @@ class WorkerFactory:
     tmp: Path
     started: list[Worker] = field(default_factory=list)
 
-    def start(self, *extra: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> Worker:
+    def start(
+        self, *extra: str, data_dir: Path | None = None, env: dict[str, str] | None = None
+    ) -> Worker:
         n = len(self.started)
         port = free_port()
         data = data_dir or self.tmp / f"state-{n}"
         log = self.tmp / f"worker-{n}.log"
         cmd = [
-            sys.executable, "-m", "topologies.cli", "worker",
-            "--bootstrap", self.broker.bootstrap,
-            "--web-port", str(port),
-            "--data-dir", str(data),
-            "--partitions", str(PARTITIONS),
+            sys.executable,
+            "-m",
+            "topologies.cli",
+            "worker",
+            "--bootstrap",
+            self.broker.bootstrap,
+            "--web-port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--partitions",
+            str(PARTITIONS),
             *extra,
         ]
         proc = subprocess.Popen(
-            cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            cmd,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
         worker = Worker(proc, port, log, data)
         self.started.append(worker)
         deadline = time.monotonic() + 60
         while not worker.healthy():
             if proc.poll() is not None:
-                raise AssertionError(f"worker exited {proc.returncode}:\n{worker.log_text()[-3000:]}")
+                raise AssertionError(
+                    f"worker exited {proc.returncode}:\n{worker.log_text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"worker web not up:\n{worker.log_text()[-3000:]}")
             time.sleep(0.2)
@@ -113,14 +129,23 @@ def workers(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[WorkerFactory]:
     factory.stop_all()
 
 
-def wait_for_outputs(bootstrap: str, expected: int, timeout: float = 180.0) -> dict[str, int]:
-    """Wait until decisions + dead letters hold ``expected`` records; return the counts."""
-    deadline = time.monotonic() + timeout
-    counts: dict[str, int] = {}
-    while time.monotonic() < deadline:
-        counts = end_offsets_total([bootstrap], topics.OUTPUTS)
-        if counts[topics.DECISIONS] + counts[topics.DEAD_LETTERS] >= expected:
-            time.sleep(1.0)  # anything extra would show up now
-            return end_offsets_total([bootstrap], topics.OUTPUTS)
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {expected} outputs; have {counts}")
+def wait_for_outputs(bootstrap: str, expected: int, timeout: float = 120.0) -> TopicTail:
+    """Read the outputs until decisions + dead letters hold ``expected`` records.
+
+    Returns the reader with every record of the three output topics, after a
+    short quiet period so that anything beyond ``expected`` would show up too.
+    """
+    tail = TopicTail([bootstrap], topics.OUTPUTS)
+    try:
+        deadline = time.monotonic() + timeout
+        while tail.count(topics.DECISIONS) + tail.count(topics.DEAD_LETTERS) < expected:
+            if time.monotonic() > deadline:
+                counts = {t: tail.count(t) for t in topics.OUTPUTS}
+                raise AssertionError(f"timed out waiting for {expected} outputs; have {counts}")
+            tail.poll()
+        quiet_until = time.monotonic() + 1.5
+        while time.monotonic() < quiet_until:
+            tail.poll()
+        return tail
+    finally:
+        tail.close()

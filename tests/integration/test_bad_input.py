@@ -9,7 +9,7 @@ import orjson
 
 from tests.integration.conftest import wait_for_outputs
 from topologies import topics
-from topologies.admin import producer, read_topic
+from topologies.admin import producer
 
 GOOD = {
     "txn_id": "GOOD-1",
@@ -71,11 +71,11 @@ def test_every_bad_message_is_dead_lettered_and_the_worker_survives(broker, work
         prod.send(topics.TRANSACTIONS, key=b"k", value=raw)
         sent += 2
     prod.flush()
-    counts = wait_for_outputs(broker.bootstrap, sent)
+    out = wait_for_outputs(broker.bootstrap, sent)
 
-    assert counts[topics.DEAD_LETTERS] == len(BAD)
-    assert counts[topics.DECISIONS] == len(BAD)
-    letters = [orjson.loads(v) for _, v in read_topic([broker.bootstrap], topics.DEAD_LETTERS)]
+    assert out.count(topics.DEAD_LETTERS) == len(BAD)
+    assert out.count(topics.DECISIONS) == len(BAD)
+    letters = [orjson.loads(v) for _, v in out.records[topics.DEAD_LETTERS]]
     letters.sort(key=lambda d: d["offset"])
     assert [(d["reason"], d.get("field")) for d in letters] == [(r, f) for _, r, f in BAD]
     for letter, (raw, _, _) in zip(letters, BAD, strict=True):
@@ -86,7 +86,7 @@ def test_every_bad_message_is_dead_lettered_and_the_worker_survives(broker, work
         elif letter["raw_encoding"] == "utf-8":
             assert letter["raw"].encode() == (raw or b"")
 
-    decisions = [orjson.loads(v) for _, v in read_topic([broker.bootstrap], topics.DECISIONS)]
+    decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
     assert {d["txn_id"] for d in decisions} == {f"GOOD-{i}" for i in range(len(BAD))}
     assert all(d["user_vpa"] == "asha.rao@okicici" for d in decisions)
     assert worker.proc.poll() is None and worker.healthy()

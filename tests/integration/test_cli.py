@@ -12,7 +12,10 @@ from topologies.settings import DEFAULT_RULES
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "topologies.cli", *args],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 
@@ -25,9 +28,7 @@ def test_check_rules_accepts_the_shipped_rules():
 
 def test_check_rules_names_the_bad_field(tmp_path: Path):
     bad = tmp_path / "rules.yaml"
-    bad.write_text(
-        DEFAULT_RULES.read_text().replace("max_coins: 50", "max_coin: 50")
-    )
+    bad.write_text(DEFAULT_RULES.read_text().replace("max_coins: 50", "max_coin: 50"))
     result = run("check-rules", str(bad))
     assert result.returncode == 2
     assert "rules[0].reward.max_coin" in result.stderr
@@ -36,7 +37,9 @@ def test_check_rules_names_the_bad_field(tmp_path: Path):
 
 def test_worker_refuses_to_start_on_invalid_rules(tmp_path: Path):
     bad = tmp_path / "rules.yaml"
-    bad.write_text(DEFAULT_RULES.read_text().replace('timezone: "Asia/Kolkata"', "timezone: Mars/Olympus"))
+    bad.write_text(
+        DEFAULT_RULES.read_text().replace('timezone: "Asia/Kolkata"', "timezone: Mars/Olympus")
+    )
     # No broker needed: the rules are checked before anything connects.
     result = run("worker", "--rules", str(bad), "--bootstrap", "127.0.0.1:1")
     assert result.returncode == 2
