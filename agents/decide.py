@@ -2,9 +2,10 @@
 
 Per batch: decide every event (reads see the batch's own earlier writes), send
 its grants and decision, wait until the broker acknowledges all of them, and
-only then write the state. A crash before the writes replays the batch against
-unchanged state, re-emitting the same grants with the same ids; a crash after
-them finds the events done. An output can be repeated, never lost.
+only then write the state and the progress marks (``rewards.progress``). A
+crash before the writes replays the batch against unchanged state,
+re-emitting the same grants with the same ids; a replay after them is
+recognised by the marks and skipped. An output can be repeated, never lost.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from agents.context import within_event
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.ledger import Effects, process
+from rewards.progress import Progress
 from rewards.rulebook import RuleBook
-from schemas.grant import GrantKind
 from schemas.routed import RoutedTransaction
 
 
@@ -59,9 +60,20 @@ def attach_decide(
             writes: list[tuple[EventT, str, bytes]] = []
             sent: list[Any] = []
             decided: list[tuple[Effects, int]] = []
+            progress: dict[int, tuple[EventT, Progress]] = {}
             for event in events:
                 try:
                     routed = RoutedTransaction.model_validate_json(event.message.value or b"")
+                    partition = event.message.partition
+                    if partition not in progress:
+                        with within_event(event):
+                            raw = table.get(progress_key(partition))
+                        progress[partition] = (event, Progress(raw))
+                    marks = progress[partition][1]
+                    if marks.done(routed.source):
+                        metrics.replays_skipped.inc()
+                        continue
+                    marks.finish(routed.source)
                     with within_event(event):
                         effects = process(routed.txn, book, view, routed.source)
                 except Exception as exc:
@@ -88,7 +100,16 @@ def attach_decide(
             for event, state_key, value in writes:
                 with within_event(event):
                     table[state_key.encode()] = value
+            for partition, (event, marks) in progress.items():
+                if marks.changed:
+                    with within_event(event):
+                        table[progress_key(partition)] = marks.dump()
             _observe(metrics, decided)
+
+
+def progress_key(partition: int) -> bytes:
+    """Per decide partition; the NUL prefix keeps it apart from user keys (VPAs)."""
+    return f"\x00progress\x00{partition}".encode()
 
 
 def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:
@@ -98,6 +119,3 @@ def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:
         for grant in effects.grants:
             metrics.coins.labels(kind=grant.kind.value).inc(grant.coins)
         metrics.latency.observe(max(now_ns - ingested_ns, 0) / 1e9)
-
-
-__all__ = ["BatchView", "GrantKind", "attach_decide"]

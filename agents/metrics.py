@@ -42,6 +42,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.replays_skipped = Counter(
+            "rewards_replays_skipped_total",
+            "Feed messages seen again after a crash or rebalance and skipped, because "
+            "their outputs were already acknowledged.",
+            registry=registry,
+        )
         # Pre-create every label value so dashboards see zeros, not gaps.
         for outcome in Outcome:
             self.events.labels(outcome=outcome.value)

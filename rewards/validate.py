@@ -46,7 +46,9 @@ def decode(raw: bytes | None, source: Source) -> Transaction | DeadLetter:
     except ValidationError as exc:
         return _classify(exc, raw, source)
     except Exception as exc:
-        return dead_letter(DeadLetterReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", raw, source)
+        return dead_letter(
+            DeadLetterReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", raw, source
+        )
 
 
 def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
@@ -65,7 +67,9 @@ def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
     for err in errors:
         if err["type"] == "missing" and err["loc"]:
             field = str(err["loc"][0])
-            return dead_letter(DeadLetterReason.MISSING_FIELD, f"{field}: required", raw, source, field)
+            return dead_letter(
+                DeadLetterReason.MISSING_FIELD, f"{field}: required", raw, source, field
+            )
     if kind == "cross_field":
         ctx = first.get("ctx") or {}
         field = str(ctx.get("field", ""))

@@ -11,13 +11,14 @@ from agents.decide import attach_decide
 from agents.ingest import attach_ingest
 from agents.metrics import Metrics
 from rewards.rulebook import RuleBook
-from topologies import topics
+from topologies import highwater, topics
 from topologies.settings import Settings
 
 
 def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None) -> faust.App:
     """One worker process: ingest + decide agents, sharing one consumer group."""
     internal = topics.Internal(settings.app_id)
+    highwater.install()
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_list()],
@@ -33,7 +34,6 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         processing_guarantee=settings.processing_guarantee,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
-        recovery_consistency_check=False,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
