@@ -323,7 +323,9 @@ def generate(
     for _ in range(count):
         if rng.random() < bad_share:
             value, payer = feed.bad()
-            yield FeedMessage(_key(rng, payer), value, False)
+            key = _key(rng, payer)
+            # A tombstone (no value) always has a key: Kafka has no empty record.
+            yield FeedMessage(key if value is not None else payer.encode(), value, False)
             continue
         doc = feed.next_valid()
         feed.remember(doc)

@@ -111,7 +111,12 @@ def _metrics_excerpt(port: int) -> list[str]:
     ]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: clean up children
     workdir = Path(tempfile.mkdtemp(prefix="upi-rewards-demo-"))
     port = args.port or (9092 if not port_in_use("127.0.0.1", 9092) else free_port())
     if port_in_use("127.0.0.1", args.web_port):
@@ -151,16 +156,24 @@ def run_demo(args: argparse.Namespace) -> int:
         watcher = threading.Thread(target=_watch, args=(broker.bootstrap, tally, stop), daemon=True)
         watcher.start()
         feed_result: list[FeedStats] = []
-        feeder = threading.Thread(
-            target=lambda: feed_result.append(
-                produce_feed([broker.bootstrap], args.count, seed=args.seed, rate=args.rate)
-            ),
-            daemon=True,
-        )
+        feed_error: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                feed_result.append(
+                    produce_feed([broker.bootstrap], args.count, seed=args.seed, rate=args.rate)
+                )
+            except Exception as exc:  # reported by the main loop
+                feed_error.append(exc)
+
+        feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         print(f"feed    : {args.count:,} synthetic UPI events (seed {args.seed})")
         next_print = time.monotonic()
         while tally.accounted < args.count:
+            if feed_error:
+                print(f"error: the feed failed: {feed_error[0]!r}")
+                return 1
             if worker.poll() is not None:
                 print(f"error: worker exited with code {worker.returncode}; see {workdir}")
                 return 1
