@@ -18,7 +18,7 @@ from faust.types import EventT
 
 
 @contextmanager
-def within_event(event: EventT) -> Iterator[None]:
+def within_event(event: EventT[bytes]) -> Iterator[None]:
     token = _current_event.set(weakref.ref(event))
     try:
         yield

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.streams import Stream
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.context import within_event
@@ -55,12 +56,12 @@ def attach_decide(
 ) -> None:
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(batch_max, within=within_s):
+        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
             view = BatchView(table)
-            writes: list[tuple[EventT, str, bytes]] = []
+            writes: list[tuple[EventT[bytes], str, bytes]] = []
             sent: list[Any] = []
             decided: list[tuple[Effects, int]] = []
-            progress: dict[int, tuple[EventT, Progress]] = {}
+            progress: dict[int, tuple[EventT[bytes], Progress]] = {}
             for event in events:
                 try:
                     routed = RoutedTransaction.model_validate_json(event.message.value or b"")

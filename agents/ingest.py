@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.streams import Stream
 from faust.types import EventT, StreamT, TopicT
 
 from agents.metrics import Metrics
@@ -30,7 +31,7 @@ async def send_dead_letter(topic: TopicT, letter: DeadLetter, metrics: Metrics) 
     return await topic.send(value=dead_letter_bytes(letter))
 
 
-def internal_error(event: EventT, exc: BaseException) -> DeadLetter:
+def internal_error(event: EventT[bytes], exc: BaseException) -> DeadLetter:
     """Park an event our own code could not handle, with the error but no payload in logs."""
     msg = event.message
     log.exception(
@@ -55,7 +56,7 @@ def attach_ingest(
 ) -> None:
     @app.agent(feed, name="ingest")
     async def ingest(stream: StreamT[bytes]) -> None:
-        async for events in stream.take_events(batch_max, within=within_s):
+        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
             now_ns = time.time_ns()
             for event in events:
                 msg = event.message

@@ -152,7 +152,7 @@ def _pay(
     head.see(day)
     earned = book.earn(txn)
     raw_coins = sum(c for _, c in earned)
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     granted = 0
     if day < head.floor_day():
         reasons.append(Reason.BEYOND_HORIZON)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -64,21 +65,21 @@ def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
     if not loc and kind in {"model_type", "model_attributes_type", "dict_type"}:
         return dead_letter(DeadLetterReason.NOT_OBJECT, "JSON value is not an object", raw, source)
     # Missing fields first: they are the commonest bank-side bug and the clearest.
-    for err in errors:
-        if err["type"] == "missing" and err["loc"]:
-            field = str(err["loc"][0])
+    for error in errors:
+        if error["type"] == "missing" and error["loc"]:
+            missing = str(error["loc"][0])
             return dead_letter(
-                DeadLetterReason.MISSING_FIELD, f"{field}: required", raw, source, field
+                DeadLetterReason.MISSING_FIELD, f"{missing}: required", raw, source, missing
             )
     if kind == "cross_field":
         ctx = first.get("ctx") or {}
-        field = str(ctx.get("field", ""))
+        named = str(ctx.get("field", ""))
         reason = (
             DeadLetterReason.MISSING_FIELD
             if ctx.get("problem") == "missing"
             else DeadLetterReason.INVALID_FIELD
         )
-        return dead_letter(reason, first["msg"], raw, source, field or None)
+        return dead_letter(reason, first["msg"], raw, source, named or None)
     field = str(loc[0]) if loc else None
     detail = f"{field}: {first['msg']}" if field else first["msg"]
     return dead_letter(DeadLetterReason.INVALID_FIELD, detail, raw, source, field)
@@ -93,8 +94,9 @@ def dead_letter(
 ) -> DeadLetter:
     truncated = len(raw) > TRUNCATE_RAW_BYTES and reason is DeadLetterReason.TOO_LARGE
     kept = raw[:TRUNCATE_RAW_BYTES] if truncated else raw
+    encoding: Literal["utf-8", "base64"] = "utf-8"
     try:
-        text, encoding = kept.decode("utf-8"), "utf-8"
+        text = kept.decode("utf-8")
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     return DeadLetter(
@@ -102,7 +104,7 @@ def dead_letter(
         detail=detail[:500],
         field=field,
         raw=text,
-        raw_encoding=encoding,  # type: ignore[arg-type]
+        raw_encoding=encoding,
         raw_size=len(raw),
         raw_truncated=truncated,
         topic=source.topic,

@@ -50,7 +50,9 @@ def _parse_rfc3339(value: Any) -> datetime:
     if not isinstance(value, str):
         raise ValueError("timestamp must be an RFC 3339 string")
     if not _RFC3339.match(value):
-        raise ValueError("timestamp must be RFC 3339 with an offset, e.g. 2026-11-25T10:15:00+05:30")
+        raise ValueError(
+            "timestamp must be RFC 3339 with an offset, e.g. 2026-11-25T10:15:00+05:30"
+        )
     text = value.replace("t", "T").replace("z", "Z")
     frac = re.search(r"\.(\d+)", text)
     if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the rest

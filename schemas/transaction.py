@@ -61,5 +61,7 @@ class Transaction(BaseModel):
 def _cross(problem: str, field: str, message: str) -> PydanticCustomError:
     """A cross-field error that still names its field (in ``ctx``) for dead letters."""
     return PydanticCustomError(
-        "cross_field", "{field}: {message}", {"field": field, "problem": problem, "message": message}
+        "cross_field",
+        "{field}: {message}",
+        {"field": field, "problem": problem, "message": message},
     )

