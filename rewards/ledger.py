@@ -275,7 +275,7 @@ def _decision(
         user_vpa=txn.payer_vpa,
         outcome=outcome,
         coins=coins,
-        reasons=[str(r) for r in reasons],
+        reasons=reasons,
         rules_version=book.version,
         event_time=txn.event_time,
     )

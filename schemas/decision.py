@@ -46,7 +46,7 @@ class Decision(BaseModel):
     user_vpa: Vpa
     outcome: Outcome
     coins: Coins
-    reasons: list[str]
+    reasons: list[Reason]
     rules_version: str
     event_time: Rfc3339
 
