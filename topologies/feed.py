@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 
 from rewards.feedgen import generate
-
 from topologies import topics
 from topologies.admin import producer
 
