@@ -24,6 +24,7 @@ from agents.metrics import Metrics
 from rewards.ledger import Effects, process
 from rewards.progress import Progress
 from rewards.rulebook import RuleBook
+from rewards.validate import Source
 from schemas.routed import RoutedTransaction
 
 
@@ -63,6 +64,7 @@ def attach_decide(
             decided: list[tuple[Effects, int]] = []
             progress: dict[int, tuple[EventT[bytes], Progress]] = {}
             for event in events:
+                routed: RoutedTransaction | None = None
                 try:
                     routed = RoutedTransaction.model_validate_json(event.message.value or b"")
                     partition = event.message.partition
@@ -78,9 +80,14 @@ def attach_decide(
                     with within_event(event):
                         effects = process(routed.txn, book, view, routed.source)
                 except Exception as exc:
-                    sent.append(
-                        await send_dead_letter(dead_letters, internal_error(event, exc), metrics)
+                    letter = (
+                        internal_error(event, exc)
+                        if routed is None
+                        else internal_error(
+                            event, exc, source_of(routed), routed.txn.model_dump_json().encode()
+                        )
                     )
+                    sent.append(await send_dead_letter(dead_letters, letter, metrics))
                     continue
                 key = routed.txn.payer_vpa.encode()
                 for grant in effects.grants:
@@ -106,6 +113,11 @@ def attach_decide(
                     with within_event(event):
                         table[progress_key(partition)] = marks.dump()
             _observe(metrics, decided)
+
+
+def source_of(routed: RoutedTransaction) -> Source:
+    topic, partition, offset = routed.source.rsplit(":", 2)
+    return Source(topic, int(partition), int(offset))
 
 
 def progress_key(partition: int) -> bytes:

@@ -31,17 +31,29 @@ async def send_dead_letter(topic: TopicT, letter: DeadLetter, metrics: Metrics) 
     return await topic.send(value=dead_letter_bytes(letter))
 
 
-def internal_error(event: EventT[bytes], exc: BaseException) -> DeadLetter:
-    """Park an event our own code could not handle, with the error but no payload in logs."""
+def internal_error(
+    event: EventT[bytes], exc: BaseException, origin: Source | None = None, raw: bytes | None = None
+) -> DeadLetter:
+    """Park an event our own code could not handle.
+
+    The log names the position and the exception type only: exception texts
+    (pydantic's among them) can quote the payload, and payloads carry VPAs.
+    ``origin``/``raw`` point the dead letter at the feed message when known.
+    """
     msg = event.message
-    log.exception(
-        "internal error on %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, type(exc).__name__
+    where = origin or Source(msg.topic, msg.partition, msg.offset)
+    log.error(
+        "internal error on %s[%s]@%s: %s (parked in the dead-letter topic)",
+        where.topic,
+        where.partition,
+        where.offset,
+        type(exc).__name__,
     )
     return dead_letter(
         DeadLetterReason.INTERNAL_ERROR,
         f"{type(exc).__name__}: {exc}",
-        msg.value or b"",
-        Source(msg.topic, msg.partition, msg.offset),
+        raw if raw is not None else (msg.value or b""),
+        where,
     )
 
 
