@@ -1,0 +1,315 @@
+"""The core's decisions: rules, caps at IST day and month edges, duplicates, refunds."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from rewards.ledger import CAP_HORIZON_DAYS, MemoryState, head_key, process, replay, txn_key
+from tests.unit.helpers import book, refund, txn
+
+
+def outcomes(effects):
+    return [(e.decision.txn_id, e.decision.outcome.value, e.decision.coins) for e in effects]
+
+
+# --- rules -----------------------------------------------------------------
+
+
+def test_formula_is_integer_floor_plus_flat_capped_per_rule():
+    b = book({"id": "r", "reward": {"bps": 150, "flat_coins": 2, "max_coins": 10}})
+    # 12,345 paise * 150 // 1,000,000 = 1 (floor), + 2 flat = 3
+    assert b.earn(txn(amount_paise=12_345)) == [("r", 3)]
+    # 1,000,000 paise * 150 // 1e6 = 150 + 2 = 152, capped at 10
+    assert b.earn(txn(amount_paise=1_000_000)) == [("r", 10)]
+
+
+@pytest.mark.parametrize(
+    ("amount", "matches"),
+    [(999, False), (1000, True), (5000, True), (5001, False)],
+)
+def test_amount_bounds_are_inclusive(amount, matches):
+    b = book(
+        {
+            "id": "r",
+            "match": {"min_amount_paise": 1000, "max_amount_paise": 5000},
+            "reward": {"flat_coins": 1},
+        }
+    )
+    assert bool(b.earn(txn(amount_paise=amount))) is matches
+
+
+@pytest.mark.parametrize(
+    ("when", "matches"),
+    [
+        ("2026-10-31T23:59:59+05:30", False),
+        ("2026-11-01T00:00:00+05:30", True),  # active_from is inclusive
+        ("2026-10-31T18:30:00Z", True),  # the same instant in UTC
+        ("2026-11-30T23:59:59+05:30", True),
+        ("2026-12-01T00:00:00+05:30", False),  # active_until is exclusive
+    ],
+)
+def test_active_window_on_event_time(when, matches):
+    b = book(
+        {
+            "id": "r",
+            "match": {
+                "active_from": "2026-11-01T00:00:00+05:30",
+                "active_until": "2026-12-01T00:00:00+05:30",
+            },
+            "reward": {"flat_coins": 1},
+        }
+    )
+    assert bool(b.earn(txn(event_time=when))) is matches
+
+
+def test_payee_kind_and_mcc_filters():
+    b = book(
+        {
+            "id": "grocery",
+            "match": {"payee_kind": "MERCHANT", "mcc_in": ["5411"]},
+            "reward": {"flat_coins": 5},
+        }
+    )
+    assert b.earn(txn(mcc="5411")) == [("grocery", 5)]
+    assert b.earn(txn(mcc="5812")) == []
+    assert b.earn(txn(payee_kind="PERSON", mcc=..., payee_vpa="friend@oksbi")) == []
+
+
+def test_grant_sums_matching_rules_and_names_them():
+    b = book({"id": "a", "reward": {"bps": 100}}, {"id": "b", "reward": {"flat_coins": 3}})
+    (e,) = replay([txn(amount_paise=500_000)], b)[0]
+    assert e.decision.outcome == "GRANTED" and e.decision.coins == 53
+    (g,) = e.grants
+    assert (g.grant_id, g.kind, g.coins, g.txn_id, g.cause_txn_id, g.reason) == (
+        "T1:grant",
+        "GRANT",
+        53,
+        "T1",
+        "T1",
+        "PAYMENT",
+    )
+    assert [(r.rule_id, r.coins) for r in g.rules] == [("a", 50), ("b", 3)]
+    assert g.rules_version == "test-1" and g.user_vpa == "ravi.kumar@okaxis"
+
+
+def test_no_rule_and_zero_coins_earn_nothing_and_emit_no_grant():
+    b = book(
+        {"id": "big", "match": {"min_amount_paise": 10_000_000}, "reward": {"flat_coins": 1}},
+        {"id": "tiny", "reward": {"bps": 1}},
+    )
+    effects, _ = replay([txn(txn_id="A", amount_paise=100)], b)
+    assert outcomes(effects) == [("A", "NO_REWARD", 0)]
+    assert effects[0].decision.reasons == ["zero_coins"] and effects[0].grants == ()
+    effects, _ = replay(
+        [txn(txn_id="B")],
+        book({"id": "p2p", "match": {"payee_kind": "PERSON"}, "reward": {"flat_coins": 1}}),
+    )
+    assert effects[0].decision.reasons == ["no_matching_rule"]
+
+
+# --- caps in IST -------------------------------------------------------------
+
+
+def test_daily_cap_clamps_and_resets_at_ist_midnight_not_utc():
+    b = book({"id": "flat", "reward": {"flat_coins": 40}}, daily=100)
+    effects, _ = replay(
+        [
+            txn(txn_id="A", event_time="2026-11-25T23:00:00+05:30"),
+            txn(txn_id="B", event_time="2026-11-25T23:30:00+05:30"),
+            txn(txn_id="C", event_time="2026-11-25T23:59:59+05:30"),  # only 20 left
+            txn(txn_id="D", event_time="2026-11-25T18:29:59Z"),  # still Nov 25 in IST: 0 left
+            txn(txn_id="E", event_time="2026-11-25T18:30:00Z"),  # Nov 26 00:00 IST: fresh room
+        ],
+        b,
+    )
+    assert outcomes(effects) == [
+        ("A", "GRANTED", 40),
+        ("B", "GRANTED", 40),
+        ("C", "GRANTED", 20),
+        ("D", "NO_REWARD", 0),
+        ("E", "GRANTED", 40),
+    ]
+    assert effects[2].decision.reasons == ["rule_matched", "daily_cap"]
+    assert effects[3].decision.reasons == ["rule_matched", "daily_cap"]
+
+
+def test_monthly_cap_across_the_ist_month_boundary():
+    b = book({"id": "flat", "reward": {"flat_coins": 60}}, daily=1000, monthly=100)
+    effects, _ = replay(
+        [
+            txn(txn_id="A", event_time="2026-11-29T12:00:00+05:30"),
+            txn(txn_id="B", event_time="2026-11-30T12:00:00+05:30"),  # 40 left this month
+            txn(txn_id="C", event_time="2026-11-30T18:29:59Z"),  # Nov 30 23:59:59 IST: none left
+            txn(txn_id="D", event_time="2026-11-30T18:30:00Z"),  # Dec 1 IST: new month
+        ],
+        b,
+    )
+    assert outcomes(effects) == [
+        ("A", "GRANTED", 60),
+        ("B", "GRANTED", 40),
+        ("C", "NO_REWARD", 0),
+        ("D", "GRANTED", 60),
+    ]
+    assert "monthly_cap" in effects[1].decision.reasons
+
+
+def test_out_of_order_events_use_their_own_day_room():
+    b = book({"id": "flat", "reward": {"flat_coins": 80}}, daily=100)
+    effects, _ = replay(
+        [
+            txn(txn_id="A", event_time="2026-11-26T09:00:00+05:30"),
+            txn(txn_id="B", event_time="2026-11-25T09:00:00+05:30"),  # late: yesterday's room
+            txn(txn_id="C", event_time="2026-11-26T10:00:00+05:30"),
+        ],
+        b,
+    )
+    assert outcomes(effects) == [("A", "GRANTED", 80), ("B", "GRANTED", 80), ("C", "GRANTED", 20)]
+
+
+def test_clawbacks_do_not_give_cap_room_back():
+    b = book({"id": "flat", "reward": {"flat_coins": 100}}, daily=100)
+    effects, _ = replay([txn(txn_id="A"), refund("R", "A", 100_000), txn(txn_id="B")], b)
+    assert outcomes(effects) == [
+        ("A", "GRANTED", 100),
+        ("R", "CLAWED_BACK", 100),
+        ("B", "NO_REWARD", 0),
+    ]
+
+
+def test_payment_beyond_the_cap_horizon_earns_nothing():
+    b = book({"id": "flat", "reward": {"flat_coins": 1}})
+    old = f"2026-{9:02d}-01T10:00:00+05:30"
+    assert CAP_HORIZON_DAYS < 85  # Sep 1 is 85 days before Nov 25
+    effects, _ = replay([txn(txn_id="NEW"), txn(txn_id="OLD", event_time=old)], b)
+    assert outcomes(effects) == [("NEW", "GRANTED", 1), ("OLD", "NO_REWARD", 0)]
+    assert effects[1].decision.reasons == ["beyond_state_horizon"]
+
+
+# --- duplicates and statuses -------------------------------------------------------
+
+
+def test_resent_success_is_a_duplicate_and_pending_failed_are_ignored():
+    b = book()
+    effects, _ = replay(
+        [
+            txn(txn_id="A", status="PENDING"),
+            txn(txn_id="A", status="FAILED"),
+            txn(txn_id="A"),  # PENDING/FAILED did not block the SUCCESS
+            txn(txn_id="A"),  # the bank resends it
+            txn(txn_id="A", status="PENDING"),  # late PENDING after SUCCESS: still ignored
+            refund("R", "A", 50_000),
+            refund("R", "A", 50_000),  # resent refund: no second clawback
+        ],
+        b,
+    )
+    assert outcomes(effects) == [
+        ("A", "IGNORED", 0),
+        ("A", "IGNORED", 0),
+        ("A", "GRANTED", 10),
+        ("A", "DUPLICATE", 0),
+        ("A", "IGNORED", 0),
+        ("R", "CLAWED_BACK", 5),
+        ("R", "DUPLICATE", 0),
+    ]
+    assert [e.grants[0].grant_id for e in effects if e.grants] == ["A:grant", "R:clawback"]
+
+
+def test_duplicates_are_per_user():
+    effects, _ = replay([txn(txn_id="A"), txn(txn_id="A", payer_vpa="other@oksbi")], book())
+    assert outcomes(effects) == [("A", "GRANTED", 10), ("A", "GRANTED", 10)]
+
+
+def test_vpas_compare_case_insensitively():
+    effects, _ = replay([txn(txn_id="A"), txn(txn_id="A", payer_vpa="RAVI.KUMAR@OKAXIS")], book())
+    assert outcomes(effects) == [("A", "GRANTED", 10), ("A", "DUPLICATE", 0)]
+
+
+# --- refunds -----------------------------------------------------------------------------
+
+
+def test_partial_refunds_claw_back_by_floor_of_the_refunded_share():
+    b = book({"id": "flat", "reward": {"flat_coins": 10}})
+    effects, _ = replay(
+        [
+            txn(txn_id="P", amount_paise=30_000),
+            refund("R1", "P", 10_000),  # 1/3 of 10 = 3.33 -> 3
+            refund("R2", "P", 10_000),  # 2/3 -> 6, minus 3 already = 3
+            refund("R3", "P", 20_000),  # over-refund: capped at the amount -> 10, minus 6 = 4
+            refund("R4", "P", 5_000),  # nothing left
+        ],
+        b,
+    )
+    assert outcomes(effects) == [
+        ("P", "GRANTED", 10),
+        ("R1", "CLAWED_BACK", 3),
+        ("R2", "CLAWED_BACK", 3),
+        ("R3", "CLAWED_BACK", 4),
+        ("R4", "NO_REWARD", 0),
+    ]
+    g = effects[1].grants[0]
+    assert (g.grant_id, g.kind, g.txn_id, g.cause_txn_id, g.reason, g.rules) == (
+        "R1:clawback",
+        "CLAWBACK",
+        "P",
+        "R1",
+        "REFUND",
+        [],
+    )
+    assert effects[4].decision.reasons == ["nothing_left_to_claw_back"]
+
+
+def test_refund_of_unknown_or_unrewarded_payment_claws_nothing():
+    b = book({"id": "big", "match": {"min_amount_paise": 1_000_000}, "reward": {"flat_coins": 5}})
+    effects, _ = replay(
+        [
+            txn(txn_id="SMALL"),
+            refund("R1", "SMALL", 100_000),
+            refund("R2", "NOPE", 100),
+            refund("R3", "SMALL", 1, payer_vpa="someone.else@ybl"),
+        ],
+        b,
+    )
+    assert outcomes(effects) == [
+        ("SMALL", "NO_REWARD", 0),
+        ("R1", "NO_REWARD", 0),
+        ("R2", "NO_REWARD", 0),
+        ("R3", "NO_REWARD", 0),
+    ]
+    assert [e.decision.reasons for e in effects[1:]] == [
+        ["unrewarded_payment"],
+        ["unknown_payment"],
+        ["unknown_payment"],
+    ]
+    assert all(e.grants == () for e in effects)
+
+
+# --- crash repair ---------------------------------------------------------------------
+
+
+def test_lost_tail_of_writes_is_repaired_by_the_replayed_event():
+    b = book()
+    state = MemoryState()
+    first = process(txn(txn_id="P", amount_paise=200_000), b, state)
+    assert first.writes[0][0] == head_key("ravi.kumar@okaxis")  # the head is written first
+    state[first.writes[0][0]] = first.writes[0][1]  # ...and the crash loses the rest
+    again = process(txn(txn_id="P", amount_paise=200_000), b, state)
+    assert again.decision.outcome == "DUPLICATE" and again.grants == ()
+    state.apply(again)
+    assert orjson.loads(state[txn_key("ravi.kumar@okaxis", "P")])["g"] == 20
+    later = process(refund("R", "P", 100_000), b, state)
+    assert (later.decision.outcome, later.decision.coins) == ("CLAWED_BACK", 10)
+
+
+def test_same_input_same_bytes():
+    events = [txn(txn_id=f"T{i}", amount_paise=10_000 * i + 1) for i in range(1, 20)]
+    events += [refund("R", "T3", 5_000)]
+    run1, state1 = replay(events, book(daily=50))
+    run2, state2 = replay(events, book(daily=50))
+    assert [e.decision.model_dump_json() for e in run1] == [
+        e.decision.model_dump_json() for e in run2
+    ]
+    assert [g.model_dump_json() for e in run1 for g in e.grants] == [
+        g.model_dump_json() for e in run2 for g in e.grants
+    ]
+    assert state1 == state2
