@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
-
-import orjson
 
 from rewards.rulebook import RuleBook, parse_rules
 from schemas.transaction import Transaction
@@ -29,7 +28,8 @@ def doc(**changes: Any) -> dict[str, Any]:
 
 
 def raw(**changes: Any) -> bytes:
-    return orjson.dumps(doc(**changes))
+    # stdlib json: it writes any int (orjson stops at 64 bits) and non-ASCII as UTF-8
+    return json.dumps(doc(**changes), ensure_ascii=False).encode()
 
 
 def txn(**changes: Any) -> Transaction:
