@@ -117,6 +117,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: clean up children
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     workdir = Path(tempfile.mkdtemp(prefix="upi-rewards-demo-"))
     port = args.port or (9092 if not port_in_use("127.0.0.1", 9092) else free_port())
     if port_in_use("127.0.0.1", args.web_port):
