@@ -58,8 +58,10 @@ def test_state_survives_restart(broker, workers, fresh_disk: bool):
         payment("P1", 500_000),  # resent by the bank: must not earn again
         payment("P4", 500_000),  # same day, cap already used up
         refund("R1", "P2", 500_000),  # full refund of P2: claw back its 75
+        # P3's record was the last one written to the changelog: it must be recovered too.
+        refund("R2", "P3", 250_000),  # half of P3's 50
     )
-    out = wait_for_outputs(broker.bootstrap, 6)
+    out = wait_for_outputs(broker.bootstrap, 7)
 
     decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
     got = [(d["txn_id"], d["outcome"], d["coins"]) for d in decisions]
@@ -70,6 +72,7 @@ def test_state_survives_restart(broker, workers, fresh_disk: bool):
         ("P1", "DUPLICATE", 0),
         ("P4", "NO_REWARD", 0),
         ("R1", "CLAWED_BACK", 75),
+        ("R2", "CLAWED_BACK", 25),
     ]
     grants = [orjson.loads(v) for _, v in out.records[topics.COIN_GRANTS]]
     assert [(g["grant_id"], g["kind"], g["coins"]) for g in grants] == [
@@ -77,5 +80,6 @@ def test_state_survives_restart(broker, workers, fresh_disk: bool):
         ("P2:grant", "GRANT", 75),
         ("P3:grant", "GRANT", 50),
         ("R1:clawback", "CLAWBACK", 75),
+        ("R2:clawback", "CLAWBACK", 25),
     ]
     assert second.proc.poll() is None
