@@ -24,6 +24,13 @@ def run_worker(settings: Settings) -> int:
         wanted.update({name: settings.partitions for name in topics.OUTPUTS})
         ensure_topics(servers, wanted, settings.replication_factor)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"upi-rewards worker: rules {book.version!r} ({len(book.spec.rules)} rules, "
+        f"tz {book.spec.timezone}), brokers {settings.kafka_bootstrap_servers}, "
+        f"state in {settings.data_dir}, metrics on "
+        f"http://{settings.web_host}:{settings.web_port}/metrics",
+        flush=True,
+    )
     app = build_app(settings, book)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()  # returns only via SystemExit
