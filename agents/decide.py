@@ -19,6 +19,7 @@ from faust.streams import Stream
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.context import within_event
+from agents.emit import Emitter
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.ledger import Effects, process
@@ -45,6 +46,7 @@ class BatchView:
 
 def attach_decide(
     app: faust.App,
+    emit: Emitter,
     by_payer: TopicT,
     table: TableT[bytes, bytes],
     grants_topic: TopicT,
@@ -87,16 +89,16 @@ def attach_decide(
                             event, exc, source_of(routed), routed.txn.model_dump_json().encode()
                         )
                     )
-                    sent.append(await send_dead_letter(dead_letters, letter, metrics))
+                    sent.append(await send_dead_letter(emit, dead_letters, letter, metrics))
                     continue
                 key = routed.txn.payer_vpa.encode()
                 for grant in effects.grants:
                     sent.append(
-                        await grants_topic.send(key=key, value=grant.model_dump_json().encode())
+                        await emit.send(grants_topic, key, grant.model_dump_json().encode())
                     )
                 sent.append(
-                    await decisions_topic.send(
-                        key=key, value=effects.decision.model_dump_json().encode()
+                    await emit.send(
+                        decisions_topic, key, effects.decision.model_dump_json().encode()
                     )
                 )
                 for state_key, value in effects.writes:

@@ -14,6 +14,7 @@ import faust
 from faust.streams import Stream
 from faust.types import EventT, StreamT, TopicT
 
+from agents.emit import Emitter
 from agents.metrics import Metrics
 from rewards.validate import Source, dead_letter, decode
 from schemas.dead_letter import DeadLetter, DeadLetterReason
@@ -26,9 +27,11 @@ def dead_letter_bytes(letter: DeadLetter) -> bytes:
     return letter.model_dump_json(exclude_none=True).encode()
 
 
-async def send_dead_letter(topic: TopicT, letter: DeadLetter, metrics: Metrics) -> Any:
+async def send_dead_letter(
+    emit: Emitter, topic: TopicT, letter: DeadLetter, metrics: Metrics
+) -> Any:
     metrics.dead_letters.labels(reason=letter.reason.value).inc()
-    return await topic.send(value=dead_letter_bytes(letter))
+    return await emit.send(topic, None, dead_letter_bytes(letter))
 
 
 def internal_error(
@@ -59,6 +62,7 @@ def internal_error(
 
 def attach_ingest(
     app: faust.App,
+    emit: Emitter,
     feed: TopicT,
     by_payer: TopicT,
     dead_letters: TopicT,
@@ -76,15 +80,15 @@ def attach_ingest(
                     source = Source(msg.topic, msg.partition, msg.offset)
                     result = decode(msg.value, source)
                     if isinstance(result, DeadLetter):
-                        await send_dead_letter(dead_letters, result, metrics)
+                        await send_dead_letter(emit, dead_letters, result, metrics)
                         continue
                     routed = RoutedTransaction(
                         txn=result,
                         source=f"{msg.topic}:{msg.partition}:{msg.offset}",
                         ingested_ns=now_ns,
                     )
-                    await by_payer.send(
-                        key=result.payer_vpa.encode(), value=routed.model_dump_json().encode()
+                    await emit.send(
+                        by_payer, result.payer_vpa.encode(), routed.model_dump_json().encode()
                     )
                 except Exception as exc:
-                    await send_dead_letter(dead_letters, internal_error(event, exc), metrics)
+                    await send_dead_letter(emit, dead_letters, internal_error(event, exc), metrics)

@@ -7,6 +7,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 
 from agents.decide import attach_decide
+from agents.emit import Emitter
 from agents.ingest import attach_ingest
 from agents.metrics import Metrics
 from rewards.rulebook import RuleBook
@@ -58,9 +59,11 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         value_type=bytes,
         options={"driver": "rocksdict"},
     )
-    attach_ingest(app, feed, by_payer, dead_letters, metrics, settings.batch_max, within_s)
+    emit = Emitter(app, transactional=settings.processing_guarantee == "exactly_once")
+    attach_ingest(app, emit, feed, by_payer, dead_letters, metrics, settings.batch_max, within_s)
     attach_decide(
         app,
+        emit,
         by_payer,
         state,
         grants,

@@ -49,7 +49,11 @@ async def true_end_offsets(
             if hw is not None and hw > out[tp]:
                 log.warning(
                     "broker under-reported end offset of %s[%s]: %s < %s; using %s",
-                    tp.topic, tp.partition, out[tp], hw, hw,
+                    tp.topic,
+                    tp.partition,
+                    out[tp],
+                    hw,
+                    hw,
                 )
                 out[tp] = hw
     finally:
