@@ -86,7 +86,10 @@ def attach_decide(
                         internal_error(event, exc)
                         if routed is None
                         else internal_error(
-                            event, exc, source_of(routed), routed.txn.model_dump_json().encode()
+                            event,
+                            exc,
+                            Source.parse(routed.source),
+                            routed.txn.model_dump_json().encode(),
                         )
                     )
                     sent.append(await send_dead_letter(emit, dead_letters, letter, metrics))
@@ -115,11 +118,6 @@ def attach_decide(
                     with within_event(event):
                         table[progress_key(partition)] = marks.dump()
             _observe(metrics, decided)
-
-
-def source_of(routed: RoutedTransaction) -> Source:
-    topic, partition, offset = routed.source.rsplit(":", 2)
-    return Source(topic, int(partition), int(offset))
 
 
 def progress_key(partition: int) -> bytes:

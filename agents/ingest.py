@@ -84,7 +84,7 @@ def attach_ingest(
                         continue
                     routed = RoutedTransaction(
                         txn=result,
-                        source=f"{msg.topic}:{msg.partition}:{msg.offset}",
+                        source=str(source),
                         ingested_ns=now_ns,
                     )
                     await emit.send(

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import orjson
 
+from rewards.validate import Source
+
 
 def parse_source(source: str) -> tuple[str, int]:
     """Split ``topic:partition:offset`` into (``topic:partition``, offset)."""
-    where, _, offset = source.rpartition(":")
-    return where, int(offset)
+    parsed = Source.parse(source)
+    return f"{parsed.topic}:{parsed.partition}", parsed.offset
 
 
 class Progress:

@@ -30,6 +30,16 @@ class Source:
     partition: int
     offset: int
 
+    def __str__(self) -> str:
+        """``topic:partition:offset``: how envelopes and state records carry it."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        """Inverse of ``str``; topic names may contain dots but never colons."""
+        topic, partition, offset = text.rsplit(":", 2)
+        return cls(topic, int(partition), int(offset))
+
 
 def decode(raw: bytes | None, source: Source) -> Transaction | DeadLetter:
     """Validate one feed message."""

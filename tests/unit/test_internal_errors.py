@@ -6,7 +6,6 @@ import logging
 from types import SimpleNamespace
 from typing import Any
 
-from agents.decide import source_of
 from agents.ingest import internal_error
 from rewards.validate import Source
 from schemas.routed import RoutedTransaction
@@ -34,7 +33,7 @@ def test_points_at_the_feed_message_and_keeps_personal_data_out_of_logs(caplog):
         letter = internal_error(
             fake_event(routed.model_dump_json().encode()),
             exc,
-            source_of(routed),
+            Source.parse(routed.source),
             TXN.model_dump_json().encode(),
         )
     assert (letter.reason, letter.topic, letter.partition, letter.offset) == (
@@ -52,6 +51,5 @@ def test_without_an_envelope_the_internal_position_is_kept():
     letter = internal_error(fake_event(b"not an envelope"), KeyError("x"))
     assert (letter.topic, letter.partition, letter.offset) == ("upi-rewards.txns-by-payer", 3, 77)
     assert letter.raw == "not an envelope"
-    assert source_of(RoutedTransaction(txn=TXN, source="a.b:0:9", ingested_ns=0)) == Source(
-        "a.b", 0, 9
-    )
+    assert Source.parse("a.b:0:9") == Source("a.b", 0, 9)
+    assert str(Source("upi.transactions", 4, 17)) == "upi.transactions:4:17"
