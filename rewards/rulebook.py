@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from rewards.errors import RulesError
+from rewards.fraud import FraudConfig
 from schemas.common import PayeeKind
 from schemas.rules import Rule, RulesFile
 from schemas.transaction import Transaction
@@ -79,10 +80,12 @@ class RuleBook:
     spec: RulesFile
     tz: ZoneInfo
     _rules: tuple[_CompiledRule, ...]
+    fraud: FraudConfig
 
     @classmethod
     def of(cls, spec: RulesFile) -> RuleBook:
-        return cls(spec, ZoneInfo(spec.timezone), tuple(_CompiledRule.of(r) for r in spec.rules))
+        compiled = tuple(_CompiledRule.of(r) for r in spec.rules)
+        return cls(spec, ZoneInfo(spec.timezone), compiled, FraudConfig.from_rules(spec.fraud))
 
     @property
     def version(self) -> str:

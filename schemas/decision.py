@@ -20,6 +20,7 @@ class Outcome(StrEnum):
     NO_REWARD = "NO_REWARD"
     IGNORED = "IGNORED"
     DUPLICATE = "DUPLICATE"
+    FRAUD_HOLD = "FRAUD_HOLD"
 
 
 class Reason(StrEnum):
@@ -37,6 +38,9 @@ class Reason(StrEnum):
     UNREWARDED_PAYMENT = "unrewarded_payment"
     NOTHING_LEFT = "nothing_left_to_claw_back"
     BEYOND_HORIZON = "beyond_state_horizon"
+    FRAUD_VELOCITY = "fraud_velocity"
+    FRAUD_SAME_PAYEE = "fraud_same_payee"
+    FRAUD_CIRCULAR = "fraud_circular"
 
 
 class Decision(BaseModel):

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from schemas.dead_letter import DeadLetter
 from schemas.decision import Decision
+from schemas.fraud_alert import FraudAlert
 from schemas.grant import CoinGrant
 from schemas.rules import RulesFile
 from schemas.transaction import Transaction
@@ -96,6 +97,14 @@ CONTRACTS: tuple[Contract, ...] = (
         "message, with a machine reason code and the original bytes.",
         # agents/ingest.py serializes dead letters with exclude_none=True.
         omitted_when_none=frozenset({"field"}),
+    ),
+    Contract(
+        "fraud-alert",
+        FraudAlert,
+        "serialization",
+        "Output: one message on topic `rewards.fraud-alerts` (key: user_vpa) per fraud flag "
+        "raised on a user; at most one per rule while that rule's cooldown runs. "
+        "alert_id is deterministic; drop repeats by alert_id.",
     ),
     Contract(
         "rules-file",

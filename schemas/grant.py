@@ -19,6 +19,7 @@ class GrantKind(StrEnum):
 class GrantReason(StrEnum):
     PAYMENT = "PAYMENT"
     REFUND = "REFUND"
+    FRAUD = "FRAUD"
 
 
 class RuleCoins(BaseModel):
@@ -33,7 +34,8 @@ class RuleCoins(BaseModel):
 class CoinGrant(BaseModel):
     """One change to a user's coin balance.
 
-    ``grant_id`` is deterministic (``<txn_id>:grant``, ``<refund txn_id>:clawback``)
+    ``grant_id`` is deterministic (``<txn_id>:grant``, ``<refund txn_id>:clawback``,
+    ``<txn_id>:fraud-clawback``)
     so a replay re-emits the same id and the wallet applies each id at most once.
     """
 
@@ -62,3 +64,8 @@ def grant_id_for_payment(txn_id: str) -> str:
 
 def grant_id_for_refund(refund_txn_id: str) -> str:
     return f"{refund_txn_id}:clawback"
+
+
+def grant_id_for_fraud(txn_id: str) -> str:
+    """One fraud clawback per payment at most: it takes all that is left."""
+    return f"{txn_id}:fraud-clawback"

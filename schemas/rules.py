@@ -15,6 +15,10 @@ from schemas.common import Mcc, PayeeKind, Rfc3339
 
 RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+#: A fraud window longer than a week would make per-user state large; the
+#: bound keeps memory and disk per user finite however long the stream runs.
+MAX_WINDOW_SECONDS = 7 * 24 * 3600
+WindowSeconds = Annotated[int, Field(strict=True, ge=1, le=MAX_WINDOW_SECONDS)]
 _CLOSED = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -64,6 +68,34 @@ class Limits(BaseModel):
     monthly_coins_per_user: NonNegInt | None = None
 
 
+class CountLimit(BaseModel):
+    """More than ``max_payments`` in any ``window_seconds`` (inclusive) raises a flag."""
+
+    model_config = _CLOSED
+
+    max_payments: Annotated[int, Field(strict=True, ge=1)]
+    window_seconds: WindowSeconds
+
+
+class CircularLimit(BaseModel):
+    """A->B with some B->A in the preceding ``window_seconds`` raises a flag on both."""
+
+    model_config = _CLOSED
+
+    window_seconds: WindowSeconds
+
+
+class FraudRules(BaseModel):
+    """Reward-farming detectors; each is off when absent."""
+
+    model_config = _CLOSED
+
+    velocity: CountLimit | None = None
+    same_payee: CountLimit | None = None
+    circular: CircularLimit | None = None
+    cooldown_seconds: Annotated[int, Field(strict=True, ge=0, le=30 * 24 * 3600)] = 86_400
+
+
 class RulesFile(BaseModel):
     model_config = _CLOSED
 
@@ -71,6 +103,7 @@ class RulesFile(BaseModel):
     timezone: str
     limits: Limits = Limits()
     rules: list[Rule]
+    fraud: FraudRules = FraudRules()
 
     @field_validator("timezone")
     @classmethod

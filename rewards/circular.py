@@ -1,0 +1,90 @@
+"""Circular transfers: A pays B and B pays A back within a window; pure.
+
+State is keyed by the *unordered* pair, so both directions meet in one place
+(``<app_id>.payments-by-pair``). A payment A->B at ``t`` breaks the rule when
+some B->A payment lies in ``[t - w, t]``; both users are flagged. As in
+``rewards.fraud``, an out-of-order payment re-evaluates the windows of later
+payments it now completes, a payment older than the pair's newest by more than
+the window is late (not windowed), and the txn_id dedupes resends and replays.
+
+>>> state, w = PairState(), 3_600_000
+>>> state.observe(w, "T1", 0, "a@x", "b@x")
+[]
+>>> [(h.trigger, h.payer, h.payee, h.txn_ids) for h in state.observe(w, "T2", 60_000, "b@x", "a@x")]
+[('T2', 'b@x', 'a@x', ('T1', 'T2'))]
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+SEP = "\x1f"
+
+
+def pair_key(a: str, b: str) -> str:
+    lo, hi = sorted((a, b))
+    return f"{lo}{SEP}{hi}"
+
+
+@dataclass(frozen=True, slots=True)
+class PairHit:
+    trigger: str
+    t: int
+    payer: str
+    payee: str
+    txn_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class PairState:
+    newest: int | None = None
+    #: (t, txn_id, forward) sorted; forward means paid by the lexically lower VPA.
+    seen: list[tuple[int, str, bool]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, raw: bytes | None) -> PairState:
+        if raw is None:
+            return cls()
+        doc: dict[str, Any] = orjson.loads(raw)
+        return cls(doc["n"], [(t, txn, bool(f)) for t, txn, f in doc["s"]])
+
+    def dump(self) -> bytes:
+        return orjson.dumps({"n": self.newest, "s": [[t, x, int(f)] for t, x, f in self.seen]})
+
+    def observe(self, width: int, txn: str, t: int, payer: str, payee: str) -> list[PairHit]:
+        """Add one payment of the pair; return the windows it makes break the rule."""
+        if payer == payee or any(s[1] == txn for s in self.seen):
+            return []
+        if self.newest is not None and t < self.newest - width:
+            return []  # late: not windowed (docs/fraud.md)
+        lo, hi = sorted((payer, payee))
+        forward = payer == lo
+        entry = (t, txn, forward)
+        bisect.insort(self.seen, entry)
+        self.newest = t if self.newest is None else max(self.newest, t)
+        hits = []
+        times = [s[0] for s in self.seen]
+        first, last = bisect.bisect_left(times, t), bisect.bisect_right(times, t + width)
+        for end in self.seen[first:last]:
+            if end is not entry and end[2] == forward:
+                continue
+            start, stop = (
+                bisect.bisect_left(times, end[0] - width),
+                bisect.bisect_right(times, end[0]),
+            )
+            window = self.seen[start:stop]
+            back = [s for s in window if s[2] != end[2]]
+            # Its own window counts when any reverse payment is in it; a later
+            # payment's only when this one is the reverse payment that completes it.
+            completes = bool(back) if end is entry else back == [entry]
+            if completes:
+                end_payer, end_payee = (lo, hi) if end[2] else (hi, lo)
+                hits.append(
+                    PairHit(end[1], end[0], end_payer, end_payee, tuple(s[1] for s in window))
+                )
+        self.seen = [s for s in self.seen if s[0] >= self.newest - 2 * width]
+        return hits

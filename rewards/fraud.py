@@ -1,0 +1,196 @@
+"""Reward-farming detectors over one user's payments, in event time; pure.
+
+Two detectors run on the payer's own partition, synchronously with the
+decision: **velocity** (more than N payments in any window) and **same_payee**
+(more than N to one payee). The third, **circular**, needs both users of a
+pair and lives in ``rewards.circular``; its verdicts come back here as flags.
+
+Semantics (docs/fraud.md): only SUCCESS PAYMENTs count; windows are closed,
+``[t - w, t]``, and evaluated at every payment *as its end*. An event arriving
+out of order is inserted where it belongs, so windows ending at later payments
+are re-evaluated; a window that already broke the rule before this event is
+not reported again. An event older than the user's newest by more than the
+largest window is *late*: decided, but kept out of the windows.
+
+A violation either raises an alert (no cooldown of its rule covers its time)
+or extends that cooldown. Either way it places a *hold* over
+``[t - w, max(t + cooldown, t + 1))``: payments there earn nothing, and grants
+already made for payments there are clawed back, so the result does not
+depend on whether a payment was decided before or after its flag arrived.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewards.windows import Spans
+from schemas.fraud_alert import FraudRule
+from schemas.rules import FraudRules
+
+#: Spans of holds/cooldowns are kept this long behind the user's newest event
+#: (the cap horizon): a late payment further back earns nothing anyway.
+SPAN_HORIZON_MS = 62 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FraudConfig:
+    """The rules file's ``fraud`` section in milliseconds."""
+
+    velocity: tuple[int, int] | None = None  # (max_payments, window_ms)
+    same_payee: tuple[int, int] | None = None
+    circular_ms: int | None = None
+    cooldown_ms: int = 86_400_000
+
+    @classmethod
+    def from_rules(cls, rules: FraudRules) -> FraudConfig:
+        def limit(section: Any) -> tuple[int, int] | None:
+            if section is None:
+                return None
+            return section.max_payments, section.window_seconds * 1000
+
+        return cls(
+            velocity=limit(rules.velocity),
+            same_payee=limit(rules.same_payee),
+            circular_ms=rules.circular.window_seconds * 1000 if rules.circular else None,
+            cooldown_ms=rules.cooldown_seconds * 1000,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.velocity or self.same_payee or self.circular_ms)
+
+    @property
+    def local_ms(self) -> int:
+        """The widest window evaluated on the payer's partition."""
+        return max((lim[1] for lim in (self.velocity, self.same_payee) if lim), default=0)
+
+    @property
+    def largest_ms(self) -> int:
+        """The late-event allowance: the largest window of any detector."""
+        return max(self.local_ms, self.circular_ms or 0)
+
+    def local_rules(self) -> list[tuple[FraudRule, int, int]]:
+        out = []
+        if self.velocity:
+            out.append((FraudRule.VELOCITY, *self.velocity))
+        if self.same_payee:
+            out.append((FraudRule.SAME_PAYEE, *self.same_payee))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A window that breaks a rule, ending at payment ``trigger`` (time ``t``)."""
+
+    rule: FraudRule
+    trigger: str
+    t: int
+    window_ms: int
+    txn_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Seen:
+    t: int
+    txn: str
+    payee: str
+    granted: bool = False
+
+
+@dataclass(slots=True)
+class FraudState:
+    """One user's windows, cooldowns and holds; lives in the user's head record."""
+
+    newest: int | None = None
+    seen: list[Seen] = field(default_factory=list)  # sorted by (t, txn)
+    cool: dict[str, list[list[int]]] = field(default_factory=dict)
+    hold: dict[str, list[list[int]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> FraudState:
+        if not doc:
+            return cls()
+        return cls(
+            newest=doc["n"],
+            seen=[Seen(t, txn, payee, bool(g)) for t, txn, payee, g in doc["s"]],
+            cool=doc["c"],
+            hold=doc["h"],
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "n": self.newest,
+            "s": [[s.t, s.txn, s.payee, int(s.granted)] for s in self.seen],
+            "c": self.cool,
+            "h": self.hold,
+        }
+
+    def is_late(self, t: int, cfg: FraudConfig) -> bool:
+        return self.newest is not None and t < self.newest - cfg.largest_ms
+
+    def observe(self, cfg: FraudConfig, txn: str, t: int, payee: str) -> list[Hit]:
+        """Add one (not late) payment and return the windows it makes break a rule."""
+        bisect.insort(self.seen, Seen(t, txn, payee), key=lambda s: (s.t, s.txn))
+        if self.newest is None or t > self.newest:
+            self.newest = t
+        hits: list[Hit] = []
+        for rule, limit, width in cfg.local_rules():
+            pool = [s for s in self.seen if rule is FraudRule.VELOCITY or s.payee == payee]
+            times = [s.t for s in pool]
+            first_end = bisect.bisect_left(times, t)
+            last_end = bisect.bisect_right(times, t + width)
+            for end in pool[first_end:last_end]:
+                lo = bisect.bisect_left(times, end.t - width)
+                hi = bisect.bisect_right(times, end.t)
+                count = hi - lo
+                # The new payment's own window counts when over the limit; a later
+                # window only when this payment is what pushed it over.
+                if count > limit if end.txn == txn else count == limit + 1:
+                    ids = tuple(s.txn for s in pool[lo:hi])
+                    hits.append(Hit(rule, end.txn, end.t, width, ids))
+        return hits
+
+    def flag(self, cfg: FraudConfig, hit: Hit) -> tuple[bool, int, tuple[int, int]]:
+        """Apply a hit: (raises an alert?, cooldown_until, the hold span now covering it)."""
+        cool = Spans(self.cool.setdefault(hit.rule.value, []))
+        covered = cool.covering(hit.t) is not None
+        until = cool.add(hit.t, hit.t + cfg.cooldown_ms)[1] if cfg.cooldown_ms else hit.t
+        self.cool[hit.rule.value] = cool.items
+        hold = Spans(self.hold.setdefault(hit.rule.value, []))
+        span = hold.add(hit.t - hit.window_ms, max(hit.t + cfg.cooldown_ms, hit.t + 1))
+        self.hold[hit.rule.value] = hold.items
+        return not covered, until, span
+
+    def held_by(self, t: int) -> list[FraudRule]:
+        """The rules whose holds cover a payment at ``t`` (empty: it may earn)."""
+        return [FraudRule(rule) for rule, items in self.hold.items() if Spans(items).covering(t)]
+
+    def granted_in(self, start: int, end: int) -> list[Seen]:
+        """Payments that got coins and lie in ``[start, end)``: what a flag claws back."""
+        return [s for s in self.seen if s.granted and start <= s.t < end]
+
+    def mark_granted(self, txn: str, granted: bool) -> None:
+        for s in self.seen:
+            if s.txn == txn:
+                s.granted = granted
+
+    def prune(self, cfg: FraudConfig) -> None:
+        """Forget what no future window, flag or late event can use: bounded state."""
+        if self.newest is None:
+            return
+        count_floor = self.newest - cfg.largest_ms - cfg.local_ms
+        claw_floor = self.newest - 2 * cfg.largest_ms
+        self.seen = [
+            s for s in self.seen if s.t >= count_floor or (s.granted and s.t >= claw_floor)
+        ]
+        span_floor = self.newest - SPAN_HORIZON_MS
+        for spans in (self.cool, self.hold):
+            for rule, items in list(spans.items()):
+                kept = Spans(items)
+                kept.prune(span_floor)
+                if kept.items:
+                    spans[rule] = kept.items
+                else:
+                    del spans[rule]
