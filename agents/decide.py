@@ -1,47 +1,35 @@
 """Stage 2: decide each re-keyed event against the user's state; emit grants and decisions.
 
-Per batch: decide every event (reads see the batch's own earlier writes), send
-its grants and decision, wait until the broker acknowledges all of them, and
+The stream carries a user's events and the fraud flags raised on that user by
+the circular stage, in one order. Per batch (``agents.batch``): decide every
+message, send its outputs, wait until the broker acknowledges all of them, and
 only then write the state and the progress marks (``rewards.progress``). A
-crash before the writes replays the batch against unchanged state,
-re-emitting the same grants with the same ids; a replay after them is
-recognised by the marks and skipped. An output can be repeated, never lost.
+replay after the writes is recognised by the marks and skipped; before them,
+it repeats the same outputs with the same ids. An output can be repeated,
+never lost.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any, cast
+from typing import cast
 
 import faust
 from faust.streams import Stream
 from faust.types import EventT, StreamT, TableT, TopicT
 
+from agents.batch import Batch
 from agents.context import within_event
 from agents.emit import Emitter
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
-from rewards.ledger import Effects, process
+from rewards.ledger import Effects, apply_flag, process
 from rewards.progress import Progress
 from rewards.rulebook import RuleBook
 from rewards.validate import Source
-from schemas.routed import RoutedTransaction
-
-
-class BatchView:
-    """The state as seen mid-batch: this batch's pending writes over the table."""
-
-    def __init__(self, table: TableT[bytes, bytes]) -> None:
-        self._table = table
-        self.pending: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes | None:
-        value = self.pending.get(key)
-        if value is not None:
-            return value
-        stored: bytes | None = self._table.get(key.encode())
-        return stored
+from schemas.dead_letter import DeadLetter
+from schemas.flag import FraudFlag
+from schemas.routed import ByPayer, RoutedTransaction
 
 
 def attach_decide(
@@ -49,75 +37,78 @@ def attach_decide(
     emit: Emitter,
     by_payer: TopicT,
     table: TableT[bytes, bytes],
-    grants_topic: TopicT,
-    decisions_topic: TopicT,
-    dead_letters: TopicT,
+    outputs: dict[str, TopicT],
     book: RuleBook,
     metrics: Metrics,
     batch_max: int,
     within_s: float,
 ) -> None:
+    grants_topic, decisions_topic = outputs["grants"], outputs["decisions"]
+    alerts_topic, dead_letters = outputs["alerts"], outputs["dead_letters"]
+
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
         async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
-            view = BatchView(table)
-            writes: list[tuple[EventT[bytes], str, bytes]] = []
-            sent: list[Any] = []
+            batch = Batch(emit, table)
             decided: list[tuple[Effects, int]] = []
             progress: dict[int, tuple[EventT[bytes], Progress]] = {}
             for event in events:
-                routed: RoutedTransaction | None = None
+                message: RoutedTransaction | FraudFlag | None = None
                 try:
-                    routed = RoutedTransaction.model_validate_json(event.message.value or b"")
+                    message = ByPayer.validate_json(event.message.value or b"")
                     partition = event.message.partition
                     if partition not in progress:
                         with within_event(event):
                             raw = table.get(progress_key(partition))
                         progress[partition] = (event, Progress(raw))
                     marks = progress[partition][1]
-                    if marks.done(routed.source):
+                    if marks.done(message.source):
                         metrics.replays_skipped.inc()
                         continue
-                    marks.finish(routed.source)
+                    marks.finish(message.source)
                     with within_event(event):
-                        effects = process(routed.txn, book, view, routed.source)
+                        if isinstance(message, FraudFlag):
+                            effects = apply_flag(message, book, batch.view)
+                        else:
+                            effects = process(message.txn, book, batch.view, message.source)
                 except Exception as exc:
-                    letter = (
-                        internal_error(event, exc)
-                        if routed is None
-                        else internal_error(
-                            event,
-                            exc,
-                            Source.parse(routed.source),
-                            routed.txn.model_dump_json().encode(),
+                    batch.sent(
+                        await send_dead_letter(
+                            emit, dead_letters, _parked(event, exc, message), metrics
                         )
                     )
-                    sent.append(await send_dead_letter(emit, dead_letters, letter, metrics))
                     continue
-                key = routed.txn.payer_vpa.encode()
+                user = message.user_vpa if isinstance(message, FraudFlag) else message.txn.payer_vpa
+                key = user.encode()
+                for alert in effects.alerts:
+                    await batch.send(alerts_topic, key, alert.model_dump_json().encode())
                 for grant in effects.grants:
-                    sent.append(
-                        await emit.send(grants_topic, key, grant.model_dump_json().encode())
-                    )
-                sent.append(
-                    await emit.send(
+                    await batch.send(grants_topic, key, grant.model_dump_json().encode())
+                if effects.decision is not None:
+                    await batch.send(
                         decisions_topic, key, effects.decision.model_dump_json().encode()
                     )
-                )
-                for state_key, value in effects.writes:
-                    view.pending[state_key] = value
-                    writes.append((event, state_key, value))
-                decided.append((effects, routed.ingested_ns))
+                batch.stage(event, effects.writes)
+                decided.append((effects, message.ingested_ns))
             # Outputs first: nothing is marked done before the broker has it.
-            await asyncio.gather(*sent)
-            for event, state_key, value in writes:
-                with within_event(event):
-                    table[state_key.encode()] = value
-            for partition, (event, marks) in progress.items():
-                if marks.changed:
-                    with within_event(event):
-                        table[progress_key(partition)] = marks.dump()
+            await batch.commit(
+                [
+                    (event, progress_key(partition), marks.dump())
+                    for partition, (event, marks) in progress.items()
+                    if marks.changed
+                ]
+            )
             _observe(metrics, decided)
+
+
+def _parked(
+    event: EventT[bytes], exc: Exception, message: RoutedTransaction | FraudFlag | None
+) -> DeadLetter:
+    """Point the dead letter at the feed message when the envelope was readable."""
+    if isinstance(message, RoutedTransaction):
+        raw = message.txn.model_dump_json().encode()
+        return internal_error(event, exc, Source.parse(message.source), raw)
+    return internal_error(event, exc)
 
 
 def progress_key(partition: int) -> bytes:
@@ -128,7 +119,12 @@ def progress_key(partition: int) -> bytes:
 def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:
     now_ns = time.time_ns()
     for effects, ingested_ns in decided:
-        metrics.events.labels(outcome=effects.decision.outcome.value).inc()
+        for alert in effects.alerts:
+            metrics.fraud_alerts.labels(rule=alert.rule.value).inc()
         for grant in effects.grants:
             metrics.coins.labels(kind=grant.kind.value).inc(grant.coins)
-        metrics.latency.observe(max(now_ns - ingested_ns, 0) / 1e9)
+        if effects.late:
+            metrics.late_events.inc()
+        if effects.decision is not None:
+            metrics.events.labels(outcome=effects.decision.outcome.value).inc()
+            metrics.latency.observe(max(now_ns - ingested_ns, 0) / 1e9)

@@ -16,11 +16,34 @@ from faust.types import EventT, StreamT, TopicT
 
 from agents.emit import Emitter
 from agents.metrics import Metrics
+from rewards.circular import pair_key
 from rewards.validate import Source, dead_letter, decode
+from rewards.windows import epoch_ms
+from schemas.common import TxnKind, TxnStatus
 from schemas.dead_letter import DeadLetter, DeadLetterReason
+from schemas.flag import PairPayment
 from schemas.routed import RoutedTransaction
+from schemas.transaction import Transaction
 
 log = logging.getLogger(__name__)
+
+
+def pair_payment(txn: Transaction, source: Source, now_ns: int) -> PairPayment | None:
+    """What the circular detector needs of a payment; only SUCCESS PAYMENTs count."""
+    if (
+        txn.kind is not TxnKind.PAYMENT
+        or txn.status is not TxnStatus.SUCCESS
+        or txn.payer_vpa == txn.payee_vpa
+    ):
+        return None
+    return PairPayment(
+        txn_id=txn.txn_id,
+        payer_vpa=txn.payer_vpa,
+        payee_vpa=txn.payee_vpa,
+        t_ms=epoch_ms(txn.event_time),
+        source=str(source),
+        ingested_ns=now_ns,
+    )
 
 
 def dead_letter_bytes(letter: DeadLetter) -> bytes:
@@ -65,11 +88,14 @@ def attach_ingest(
     emit: Emitter,
     feed: TopicT,
     by_payer: TopicT,
+    by_pair: TopicT | None,
     dead_letters: TopicT,
     metrics: Metrics,
     batch_max: int,
     within_s: float,
 ) -> None:
+    """``by_pair`` is None when the circular detector is off: nothing is sent there."""
+
     @app.agent(feed, name="ingest")
     async def ingest(stream: StreamT[bytes]) -> None:
         async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
@@ -90,5 +116,9 @@ def attach_ingest(
                     await emit.send(
                         by_payer, result.payer_vpa.encode(), routed.model_dump_json().encode()
                     )
+                    pair = pair_payment(result, source, now_ns) if by_pair else None
+                    if by_pair is not None and pair is not None:
+                        key = pair_key(pair.payer_vpa, pair.payee_vpa).encode()
+                        await emit.send(by_pair, key, pair.model_dump_json().encode())
                 except Exception as exc:
                     await send_dead_letter(emit, dead_letters, internal_error(event, exc), metrics)

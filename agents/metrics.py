@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from schemas.dead_letter import DeadLetterReason
 from schemas.decision import Outcome
+from schemas.fraud_alert import FraudRule
 from schemas.grant import GrantKind
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -48,6 +49,18 @@ class Metrics:
             "their outputs were already acknowledged.",
             registry=registry,
         )
+        self.fraud_alerts = Counter(
+            "rewards_fraud_alerts_total",
+            "Fraud alerts raised on users, by detector rule.",
+            ["rule"],
+            registry=registry,
+        )
+        self.late_events = Counter(
+            "rewards_late_events_total",
+            "Payments older than the user's newest event by more than the largest fraud "
+            "window: decided, but kept out of the fraud windows.",
+            registry=registry,
+        )
         # Pre-create every label value so dashboards see zeros, not gaps.
         for outcome in Outcome:
             self.events.labels(outcome=outcome.value)
@@ -55,3 +68,5 @@ class Metrics:
             self.coins.labels(kind=kind.value)
         for reason in DeadLetterReason:
             self.dead_letters.labels(reason=reason.value)
+        for rule in FraudRule:
+            self.fraud_alerts.labels(rule=rule.value)

@@ -17,6 +17,15 @@ What it produces, per message (shares are approximate):
 * ``bad_share`` of malformed messages of every kind the contract rejects.
 * event_time in +05:30, moving forward a few seconds per message with a
   little jitter, so 100k events span days and cross IST midnight.
+
+Honest users behave like people: at most ``HONEST_PER_10_MIN`` payments in
+any ten minutes and ``HONEST_SAME_PAYEE_PER_HOUR`` to one payee in an hour,
+and person-to-person money flows one way (a user pays only users later in the
+pool), so no honest pair pays each other back. With ``fraud_share`` > 0, that
+share of users also *farm*, by one pattern each (``FARMING_PATTERNS``): a
+burst of small merchant payments (velocity), the same merchant again and
+again (same_payee), or two farmers paying each other back and forth
+(circular). ``truth`` receives who farms and how, to score detection.
 """
 
 from __future__ import annotations
@@ -137,6 +146,12 @@ _MISSABLE = (
 )
 
 
+HONEST_PER_10_MIN = 4
+HONEST_WINDOW = timedelta(minutes=10)
+HONEST_SAME_PAYEE_PER_HOUR = 2
+FARMING_PATTERNS = ("velocity", "same_payee", "circular")
+
+
 @dataclass(frozen=True, slots=True)
 class FeedMessage:
     key: bytes | None
@@ -151,7 +166,16 @@ def to_json_bytes(doc: dict[str, Any]) -> bytes:
 class _Feed:
     """Generator state: small, bounded pools and a clock."""
 
-    def __init__(self, seed: int, start: datetime, users: int, merchants: int) -> None:
+    def __init__(
+        self,
+        seed: int,
+        start: datetime,
+        users: int,
+        merchants: int,
+        count: int = 0,
+        fraud_share: float = 0.0,
+        truth: dict[str, str] | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
         self.now = start
         self.seq = 0
@@ -172,6 +196,77 @@ class _Feed:
         self.paid: deque[dict[str, Any]] = deque(maxlen=2000)  # recent SUCCESS merchant payments
         self.resendable: deque[dict[str, Any]] = deque(maxlen=500)
         self.pending: deque[tuple[int, dict[str, Any]]] = deque()  # (due seq, SUCCESS doc)
+        self.recent: dict[int, deque[tuple[datetime, str]]] = {}  # payer -> (time, payee)
+        self.scripts: list[tuple[int, list[str], str]] = []  # (start seq, farmers, pattern)
+        self.script: deque[dict[str, Any]] = deque()
+        self.truth = truth if truth is not None else {}
+        self._plan_farming(count, fraud_share)
+
+    def _plan_farming(self, count: int, share: float) -> None:
+        """Pick farmers (never the pool's heaviest users) and when each one farms."""
+        n = len(self.users)
+        farmers = int(n * share)
+        if farmers == 0:
+            return
+        rng = self.rng
+        chosen = rng.sample(range(n // 10, n), min(farmers, n - n // 10))
+        i = 0
+        while i < len(chosen):
+            pattern = FARMING_PATTERNS[len(self.scripts) % len(FARMING_PATTERNS)]
+            group = chosen[i : i + (2 if pattern == "circular" else 1)]
+            i += len(group)
+            if len(group) < 2 and pattern == "circular":
+                pattern = "velocity"
+            names = [self.users[g] for g in group]
+            for name in names:
+                self.truth[name] = pattern
+            start = rng.randrange(int(count * 0.05), max(int(count * 0.85), 1) + 1)
+            self.scripts.append((start, names, pattern))
+        self.scripts.sort(key=lambda s: s[0], reverse=True)
+
+    def _farm(self, names: list[str], pattern: str) -> None:
+        """Queue one farming script; amounts are small but each still earns coins."""
+        rng = self.rng
+        if pattern == "velocity":
+            for _ in range(rng.randrange(14, 20)):
+                payee, cat = rng.choice(self.merchants)
+                self.script.append(
+                    self._scripted(names[0], payee, cat.mcc, rng.randrange(100, 400))
+                )
+        elif pattern == "same_payee":
+            payee, cat = rng.choice(self.merchants)
+            for _ in range(rng.randrange(7, 10)):
+                self.script.append(
+                    self._scripted(names[0], payee, cat.mcc, rng.randrange(100, 400))
+                )
+        else:
+            a, b = names
+            for hop in range(rng.randrange(4, 7)):
+                payer, payee = (a, b) if hop % 2 == 0 else (b, a)
+                self.script.append(self._scripted(payer, payee, None, rng.randrange(100, 300)))
+
+    def _scripted(self, payer: str, payee: str, mcc: str | None, rupees: int) -> dict[str, Any]:
+        kind = {"payee_kind": "MERCHANT", "mcc": mcc} if mcc else {"payee_kind": "PERSON"}
+        return {
+            "txn_id": "",  # stamped when sent, so ids and times follow the stream
+            "kind": "PAYMENT",
+            "status": "SUCCESS",
+            "payer_vpa": payer,
+            "payee_vpa": payee,
+            **kind,
+            "amount_paise": rupees * 100,
+            "currency": "INR",
+            "event_time": "",
+        }
+
+    def _allowed(self, payer: int, payee: str) -> bool:
+        """Would an honest person make this payment now (rate and same-payee limits)?"""
+        recent = self.recent.setdefault(payer, deque())
+        while recent and self.now - recent[0][0] > timedelta(hours=1):
+            recent.popleft()
+        last_10 = sum(1 for t, _ in recent if self.now - t <= HONEST_WINDOW)
+        same = sum(1 for _, p in recent if p == payee)
+        return last_10 < HONEST_PER_10_MIN and same < HONEST_SAME_PAYEE_PER_HOUR
 
     def txn_id(self) -> str:
         self.seq += 1
@@ -185,17 +280,25 @@ class _Feed:
 
     def payment(self) -> dict[str, Any]:
         rng = self.rng
-        payer = rng.choices(self.users, self.user_weights)[0]
-        if rng.random() < 0.65:
-            payee, cat = rng.choice(self.merchants)
-            rupees = int(rng.triangular(cat.min_rupees, cat.max_rupees, cat.min_rupees * 2))
-            doc: dict[str, Any] = {"payee_vpa": payee, "payee_kind": "MERCHANT", "mcc": cat.mcc}
-        else:
-            payee = rng.choice(self.users)
-            while payee == payer:
-                payee = rng.choice(self.users)
-            rupees = int(rng.triangular(50, 20_000, 500))
-            doc = {"payee_vpa": payee, "payee_kind": "PERSON"}
+        n = len(self.users)
+        for _ in range(50):
+            index = rng.choices(range(n), self.user_weights)[0]
+            if rng.random() < 0.65 or index == n - 1:
+                payee, cat = rng.choice(self.merchants)
+                rupees = int(rng.triangular(cat.min_rupees, cat.max_rupees, cat.min_rupees * 2))
+                doc: dict[str, Any] = {
+                    "payee_vpa": payee,
+                    "payee_kind": "MERCHANT",
+                    "mcc": cat.mcc,
+                }
+            else:
+                payee = self.users[rng.randrange(index + 1, n)]  # money flows one way
+                rupees = int(rng.triangular(50, 20_000, 500))
+                doc = {"payee_vpa": payee, "payee_kind": "PERSON"}
+            if self._allowed(index, payee):
+                break
+        self.recent[index].append((self.now, payee))
+        payer = self.users[index]
         paise = max(1, min(rupees * 100 + rng.choice((0, 0, 0, 50, 99)), 50_000_000))
         return {
             "txn_id": self.txn_id(),
@@ -234,6 +337,11 @@ class _Feed:
 
     def next_valid(self) -> dict[str, Any]:
         rng = self.rng
+        if self.scripts and self.scripts[-1][0] <= self.seq:
+            _, names, pattern = self.scripts.pop()
+            self._farm(names, pattern)
+        if self.script:
+            return {**self.script.popleft(), "txn_id": self.txn_id(), "event_time": self.tick()}
         if self.pending and self.pending[0][0] <= self.seq:
             return self.pending.popleft()[1]
         roll = rng.random()
@@ -311,13 +419,22 @@ def generate(
     bad_share: float = 0.01,
     users: int | None = None,
     merchants: int | None = None,
+    fraud_share: float = 0.0,
+    truth: dict[str, str] | None = None,
 ) -> Iterator[FeedMessage]:
-    """Yield ``count`` feed messages, the same ones for the same arguments."""
+    """Yield ``count`` feed messages, the same ones for the same arguments.
+
+    ``truth`` (filled as farmers are planned) maps each farming user's VPA to
+    its pattern; every other user is honest.
+    """
     feed = _Feed(
         seed,
         start or DEFAULT_START,
         users or max(50, count // 40),
         merchants or max(20, min(5000, count // 100)),
+        count,
+        fraud_share,
+        truth,
     )
     rng = feed.rng
     for _ in range(count):

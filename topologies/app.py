@@ -6,6 +6,7 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 
+from agents.circular import attach_circular
 from agents.decide import attach_decide
 from agents.emit import Emitter
 from agents.ingest import attach_ingest
@@ -49,9 +50,16 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         key_serializer="raw",
         value_serializer="raw",
     )
-    grants = app.topic(topics.COIN_GRANTS, key_serializer="raw", value_serializer="raw")
-    decisions = app.topic(topics.DECISIONS, key_serializer="raw", value_serializer="raw")
-    dead_letters = app.topic(topics.DEAD_LETTERS, key_serializer="raw", value_serializer="raw")
+    outputs = {
+        name: app.topic(topic, key_serializer="raw", value_serializer="raw")
+        for name, topic in (
+            ("grants", topics.COIN_GRANTS),
+            ("decisions", topics.DECISIONS),
+            ("alerts", topics.FRAUD_ALERTS),
+            ("dead_letters", topics.DEAD_LETTERS),
+        )
+    }
+    dead_letters = outputs["dead_letters"]
     state = app.Table(
         internal.state_table,
         partitions=settings.partitions,
@@ -60,20 +68,29 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         options={"driver": "rocksdict"},
     )
     emit = Emitter(app, transactional=settings.processing_guarantee == "exactly_once")
-    attach_ingest(app, emit, feed, by_payer, dead_letters, metrics, settings.batch_max, within_s)
-    attach_decide(
-        app,
-        emit,
-        by_payer,
-        state,
-        grants,
-        decisions,
-        dead_letters,
-        book,
-        metrics,
-        settings.batch_max,
-        within_s,
-    )
+    batching = (settings.batch_max, within_s)
+    circular_ms = book.fraud.circular_ms
+    by_pair = None
+    if circular_ms is not None:
+        by_pair = app.topic(
+            internal.by_pair,
+            partitions=settings.partitions,
+            internal=True,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        pairs = app.Table(
+            internal.pair_table,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            options={"driver": "rocksdict"},
+        )
+        attach_circular(
+            app, emit, by_pair, pairs, by_payer, dead_letters, circular_ms, metrics, *batching
+        )
+    attach_ingest(app, emit, feed, by_payer, by_pair, dead_letters, metrics, *batching)
+    attach_decide(app, emit, by_payer, state, outputs, book, metrics, *batching)
     setup_prometheus_sensors(app, pattern="/metrics")
 
     @app.page("/healthz")

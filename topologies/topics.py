@@ -8,8 +8,9 @@ TRANSACTIONS = "upi.transactions"  # input, owned by the bank; key: anything
 COIN_GRANTS = "rewards.coin-grants"  # key: user_vpa
 DECISIONS = "rewards.decisions"  # key: user_vpa
 DEAD_LETTERS = "rewards.dead-letters"  # key: none
+FRAUD_ALERTS = "rewards.fraud-alerts"  # key: user_vpa
 
-OUTPUTS = (COIN_GRANTS, DECISIONS, DEAD_LETTERS)
+OUTPUTS = (COIN_GRANTS, DECISIONS, DEAD_LETTERS, FRAUD_ALERTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,5 +25,14 @@ class Internal:
         return f"{self.app_id}.txns-by-payer"
 
     @property
+    def by_pair(self) -> str:
+        """SUCCESS payments keyed by the unordered (payer, payee) pair: circular detection."""
+        return f"{self.app_id}.payments-by-pair"
+
+    @property
     def state_table(self) -> str:
         return "user-state"
+
+    @property
+    def pair_table(self) -> str:
+        return "pair-state"

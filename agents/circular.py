@@ -1,0 +1,93 @@
+"""Stage 2b: circular transfers, on payments re-keyed by the unordered pair.
+
+Thin adapter over ``rewards.circular``. A hit flags both users of the pair: the
+flags go back to ``txns-by-payer`` keyed by each user, where the decide stage
+applies them in order with that user's own events (alert, hold, clawback).
+One flag message per user per pair message, with a source whose path names the
+side (``~lo``/``~hi``), so the decide stage's progress marks, which need
+increasing offsets per path, recognise a replayed flag.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+import faust
+from faust.streams import Stream
+from faust.types import StreamT, TableT, TopicT
+
+from agents.batch import Batch
+from agents.context import within_event
+from agents.emit import Emitter
+from agents.ingest import internal_error, send_dead_letter
+from agents.metrics import Metrics
+from rewards.circular import PairHit, PairState, pair_key
+from schemas.flag import FraudFlag, PairPayment, Violation
+from schemas.fraud_alert import FraudRule
+
+
+def flags_for(
+    hits: list[PairHit], pair: PairPayment, window_ms: int, where: tuple[str, int, int], now_ns: int
+) -> list[FraudFlag]:
+    """Bundle a pair message's hits into one flag per flagged user."""
+    topic, partition, offset = where
+    lo, _ = sorted((pair.payer_vpa, pair.payee_vpa))
+    per_user: dict[str, list[Violation]] = {}
+    for hit in hits:
+        violation = Violation(
+            rule=FraudRule.CIRCULAR,
+            trigger_txn_id=hit.trigger,
+            t_ms=hit.t,
+            window_ms=window_ms,
+            txn_ids=hit.txn_ids,
+        )
+        for user in (hit.payer, hit.payee):
+            per_user.setdefault(user, []).append(violation)
+    return [
+        FraudFlag(
+            user_vpa=user,
+            violations=tuple(violations),
+            source=f"{topic}~{'lo' if user == lo else 'hi'}:{partition}:{offset}",
+            ingested_ns=now_ns,
+        )
+        for user, violations in sorted(per_user.items())
+    ]
+
+
+def attach_circular(
+    app: faust.App,
+    emit: Emitter,
+    by_pair: TopicT,
+    table: TableT[bytes, bytes],
+    by_payer: TopicT,
+    dead_letters: TopicT,
+    window_ms: int,
+    metrics: Metrics,
+    batch_max: int,
+    within_s: float,
+) -> None:
+    @app.agent(by_pair, name="circular")
+    async def circular(stream: StreamT[bytes]) -> None:
+        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
+            batch = Batch(emit, table)
+            now_ns = time.time_ns()
+            for event in events:
+                msg = event.message
+                try:
+                    pair = PairPayment.model_validate_json(msg.value or b"")
+                    key = pair_key(pair.payer_vpa, pair.payee_vpa)
+                    with within_event(event):
+                        state = PairState.load(batch.view.get(key))
+                    hits = state.observe(
+                        window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa
+                    )
+                    where = (msg.topic, msg.partition, msg.offset)
+                    for flag in flags_for(hits, pair, window_ms, where, now_ns):
+                        value = flag.model_dump_json().encode()
+                        await batch.send(by_payer, flag.user_vpa.encode(), value)
+                    batch.stage(event, ((key, state.dump()),))
+                except Exception as exc:
+                    letter = internal_error(event, exc)
+                    batch.sent(await send_dead_letter(emit, dead_letters, letter, metrics))
+            await batch.commit()
