@@ -22,37 +22,8 @@ from agents.context import within_event
 from agents.emit import Emitter
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
-from rewards.circular import PairHit, PairState, pair_key
-from schemas.flag import FraudFlag, PairPayment, Violation
-from schemas.fraud_alert import FraudRule
-
-
-def flags_for(
-    hits: list[PairHit], pair: PairPayment, window_ms: int, where: tuple[str, int, int], now_ns: int
-) -> list[FraudFlag]:
-    """Bundle a pair message's hits into one flag per flagged user."""
-    topic, partition, offset = where
-    lo, _ = sorted((pair.payer_vpa, pair.payee_vpa))
-    per_user: dict[str, list[Violation]] = {}
-    for hit in hits:
-        violation = Violation(
-            rule=FraudRule.CIRCULAR,
-            trigger_txn_id=hit.trigger,
-            t_ms=hit.t,
-            window_ms=window_ms,
-            txn_ids=hit.txn_ids,
-        )
-        for user in (hit.payer, hit.payee):
-            per_user.setdefault(user, []).append(violation)
-    return [
-        FraudFlag(
-            user_vpa=user,
-            violations=tuple(violations),
-            source=f"{topic}~{'lo' if user == lo else 'hi'}:{partition}:{offset}",
-            ingested_ns=now_ns,
-        )
-        for user, violations in sorted(per_user.items())
-    ]
+from rewards.circular import PairState, flags_for, pair_key
+from schemas.flag import PairPayment
 
 
 def attach_circular(
@@ -82,8 +53,8 @@ def attach_circular(
                     hits = state.observe(
                         window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa
                     )
-                    where = (msg.topic, msg.partition, msg.offset)
-                    for flag in flags_for(hits, pair, window_ms, where, now_ns):
+                    where = f"{msg.topic}~{{side}}:{msg.partition}:{msg.offset}"
+                    for flag in flags_for(hits, window_ms, where, now_ns):
                         value = flag.model_dump_json().encode()
                         await batch.send(by_payer, flag.user_vpa.encode(), value)
                     batch.stage(event, ((key, state.dump()),))

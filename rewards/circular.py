@@ -22,6 +22,9 @@ from typing import Any
 
 import orjson
 
+from schemas.flag import FraudFlag, Violation
+from schemas.fraud_alert import FraudRule
+
 SEP = "\x1f"
 
 
@@ -88,3 +91,34 @@ class PairState:
                 )
         self.seen = [s for s in self.seen if s[0] >= self.newest - 2 * width]
         return hits
+
+
+def flags_for(hits: list[PairHit], window_ms: int, where: str, now_ns: int) -> list[FraudFlag]:
+    """Bundle one pair message's hits into one flag per flagged user.
+
+    ``where`` is the pair message's position with a ``{side}`` placeholder,
+    e.g. ``pairs~{side}:3:1200``: each user of the pair gets its own progress
+    path (``lo``/``hi``), so the decide stage, which needs increasing offsets
+    per path, can tell a replayed flag from a new one.
+    """
+    per_user: dict[str, list[Violation]] = {}
+    for hit in hits:
+        violation = Violation(
+            rule=FraudRule.CIRCULAR,
+            trigger_txn_id=hit.trigger,
+            t_ms=hit.t,
+            window_ms=window_ms,
+            txn_ids=hit.txn_ids,
+        )
+        for user in (hit.payer, hit.payee):
+            per_user.setdefault(user, []).append(violation)
+    lo = min(per_user, default="")
+    return [
+        FraudFlag(
+            user_vpa=user,
+            violations=tuple(violations),
+            source=where.format(side="lo" if user == lo else "hi"),
+            ingested_ns=now_ns,
+        )
+        for user, violations in sorted(per_user.items())
+    ]

@@ -13,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rewards.circular import PairState, pair_key
+from rewards.circular import PairState, flags_for, pair_key
 from rewards.ledger import Effects, MemoryState, apply_flag, process
 from rewards.rulebook import RuleBook
 from rewards.validate import Source, decode
 from rewards.windows import epoch_ms
 from schemas.common import TxnKind, TxnStatus
 from schemas.dead_letter import DeadLetter
-from schemas.flag import FraudFlag, Violation
-from schemas.fraud_alert import FraudAlert, FraudRule
+from schemas.fraud_alert import FraudAlert
 from schemas.grant import GrantKind
 
 
@@ -69,22 +68,9 @@ def simulate(
         key = pair_key(result.payer_vpa, result.payee_vpa)
         pair = pairs.setdefault(key, PairState())
         t = epoch_ms(result.event_time)
-        for hit in pair.observe(width, result.txn_id, t, result.payer_vpa, result.payee_vpa):
-            violation = Violation(
-                rule=FraudRule.CIRCULAR,
-                trigger_txn_id=hit.trigger,
-                t_ms=hit.t,
-                window_ms=width,
-                txn_ids=hit.txn_ids,
-            )
-            for side, user in (("lo", hit.payer), ("hi", hit.payee)):
-                flag = FraudFlag(
-                    user_vpa=user,
-                    violations=(violation,),
-                    source=f"sim~{side}:0:{offset}",
-                    ingested_ns=0,
-                )
-                flagged = apply_flag(flag, book, sim.state)
-                sim.state.apply(flagged)
-                sim.effects.append(flagged)
+        hits = pair.observe(width, result.txn_id, t, result.payer_vpa, result.payee_vpa)
+        for flag in flags_for(hits, width, f"sim~{{side}}:0:{offset}", 0):
+            flagged = apply_flag(flag, book, sim.state)
+            sim.state.apply(flagged)
+            sim.effects.append(flagged)
     return sim

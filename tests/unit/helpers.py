@@ -42,8 +42,13 @@ def refund(txn_id: str, original: str, amount: int, **changes: Any) -> Transacti
     )
 
 
-def book(*rules: dict[str, Any], daily: int | None = None, monthly: int | None = None) -> RuleBook:
-    """A rule book; by default one rule: 1% of the amount (100 bps), no caps."""
+def book(
+    *rules: dict[str, Any],
+    daily: int | None = None,
+    monthly: int | None = None,
+    fraud: dict[str, Any] | None = None,
+) -> RuleBook:
+    """A rule book; by default one rule: 1% of the amount (100 bps), no caps, no fraud."""
     limits = {
         k: v
         for k, v in (("daily_coins_per_user", daily), ("monthly_coins_per_user", monthly))
@@ -55,5 +60,6 @@ def book(*rules: dict[str, Any], daily: int | None = None, monthly: int | None =
             "timezone": "Asia/Kolkata",
             "limits": limits,
             "rules": list(rules) or [{"id": "one-percent", "reward": {"bps": 100}}],
+            **({"fraud": fraud} if fraud is not None else {}),
         }
     )
