@@ -91,9 +91,10 @@ class _Fraud:
             if lim is not None
         ]
         self.circ = f.circular.window_seconds * 1000 if f.circular else None
-        widths = [w for _, _, w in self.local] + ([self.circ] if self.circ else [])
-        self.largest = max(widths, default=0)
-        self.on = bool(widths)
+        # Late for the payer's windows: older than the newest by more than the
+        # largest payer window (the pair's windows judge lateness on their own).
+        self.largest = max((w for _, _, w in self.local), default=0)
+        self.on = bool(self.local or self.circ)
         self.pairs: dict[frozenset[str], list[tuple[int, str, str]]] = {}
         self.pair_newest: dict[frozenset[str], int] = {}
         self.grants: list[ExpectedGrant] = []

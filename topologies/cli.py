@@ -76,11 +76,15 @@ def cmd_feed(args: argparse.Namespace) -> int:
         seed=args.seed,
         rate=args.rate,
         bad_share=args.bad_share,
+        fraud_share=args.fraud_share,
+        truth_file=args.truth,
     )
     print(
         f"produced {stats.sent} messages ({stats.bad} bad) to upi.transactions "
         f"in {stats.seconds:.2f}s ({stats.rate:,.0f} msg/s)"
     )
+    if args.truth:
+        print(f"farming ground truth ({stats.farmers} users) written to {args.truth}")
     return 0
 
 
@@ -118,6 +122,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=0.0, help="messages/s; 0 = as fast as possible")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--bad-share", type=float, default=0.01, help="share of malformed messages")
+    p.add_argument(
+        "--fraud-share",
+        type=float,
+        default=0.0,
+        help="share of users that farm rewards (velocity, same_payee, circular in turn)",
+    )
+    p.add_argument(
+        "--truth", type=Path, help="write the farming ground truth (JSON: user -> pattern) here"
+    )
     p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
     p.set_defaults(func=cmd_feed)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from rewards.feedgen import generate
 from topologies import topics
@@ -15,6 +17,7 @@ class FeedStats:
     sent: int
     bad: int
     seconds: float
+    farmers: int = 0
 
     @property
     def rate(self) -> float:
@@ -28,13 +31,22 @@ def produce_feed(
     rate: float = 0.0,
     bad_share: float = 0.01,
     topic: str = topics.TRANSACTIONS,
+    fraud_share: float = 0.0,
+    truth_file: Path | None = None,
 ) -> FeedStats:
-    """Send ``count`` messages; with ``rate`` > 0, no faster than that many per second."""
+    """Send ``count`` messages; with ``rate`` > 0, no faster than that many per second.
+
+    With ``truth_file``, write who farms and how (``{"vpa": "velocity", ...}``)
+    so detection can be scored; the file names users, so keep it with test data.
+    """
     prod = producer(bootstrap)
     sent = bad = 0
+    truth: dict[str, str] = {}
     started = time.monotonic()
     try:
-        for message in generate(count, seed, bad_share=bad_share):
+        for message in generate(
+            count, seed, bad_share=bad_share, fraud_share=fraud_share, truth=truth
+        ):
             if rate > 0:
                 due = started + sent / rate
                 delay = due - time.monotonic()
@@ -46,4 +58,6 @@ def produce_feed(
         prod.flush()
     finally:
         prod.close()
-    return FeedStats(sent, bad, time.monotonic() - started)
+    if truth_file is not None:
+        truth_file.write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
+    return FeedStats(sent, bad, time.monotonic() - started, len(truth))

@@ -10,6 +10,9 @@ shares no code with the worker's core.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -101,3 +104,24 @@ def test_every_farmer_flagged_no_honest_user_and_coins_equal_the_oracle(broker, 
     velocity = sum(a.rule == "velocity" for a in alerts)
     assert f'rewards_fraud_alerts_total{{rule="velocity"}} {float(velocity)}' in text
     assert "@" not in "".join(line for line in text.splitlines() if not line.startswith("#"))
+
+
+def test_feed_command_writes_the_farming_ground_truth(broker, tmp_path):
+    truth_file = tmp_path / "truth.json"
+    cmd = [sys.executable, "-m", "topologies.cli", "feed", "--count", "3000"]
+    cmd += ["--fraud-share", "0.1", "--truth", str(truth_file), "--bootstrap", broker.bootstrap]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    truth = json.loads(truth_file.read_text())
+    assert f"({len(truth)} users) written to" in done.stdout
+    assert set(truth.values()) == {"velocity", "same_payee", "circular"}
+    want: dict[str, str] = {}
+    list(generate(3000, 42, fraud_share=0.1, truth=want))
+    assert truth == want
+    tail = TopicTail([broker.bootstrap], [topics.TRANSACTIONS])
+    try:
+        deadline = time.monotonic() + 30
+        while tail.count(topics.TRANSACTIONS) < 3000 and time.monotonic() < deadline:
+            tail.poll()
+    finally:
+        tail.close()
+    assert tail.count(topics.TRANSACTIONS) == 3000
