@@ -136,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="embedded broker + worker + feed, with a live summary")
     p.add_argument("--count", type=int, default=50_000)
+    p.add_argument("--fraud-share", type=float, default=0.01, help="share of users farming rewards")
     p.add_argument(
         "--rate", type=float, default=0.0, help="feed messages/s; 0 = as fast as possible"
     )

@@ -41,6 +41,9 @@ class Tally:
     clawbacks: int = 0
     coins_granted: int = 0
     coins_clawed: int = 0
+    fraud_clawed: int = 0
+    alerts: collections.Counter[str] = field(default_factory=collections.Counter)
+    flagged: set[str] = field(default_factory=set)
     first_at: float = 0.0
     last_at: float = 0.0
 
@@ -57,7 +60,7 @@ def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
     consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
     tps = [
         TopicPartition(name, p)
-        for name in (topics.DECISIONS, topics.DEAD_LETTERS, topics.COIN_GRANTS)
+        for name in (topics.DECISIONS, topics.DEAD_LETTERS, topics.COIN_GRANTS, topics.FRAUD_ALERTS)
         for p in sorted(consumer.partitions_for_topic(name) or range(PARTITIONS))
     ]
     consumer.assign(tps)
@@ -72,13 +75,18 @@ def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
                         tally.decisions[doc["outcome"]] += 1
                     elif tp.topic == topics.DEAD_LETTERS:
                         tally.dead[doc["reason"]] += 1
+                    elif tp.topic == topics.FRAUD_ALERTS:
+                        tally.alerts[doc["rule"]] += 1
+                        tally.flagged.add(doc["user_vpa"])  # kept in memory, never printed
                     elif doc["kind"] == "GRANT":
                         tally.grants += 1
                         tally.coins_granted += doc["coins"]
                     else:
                         tally.clawbacks += 1
                         tally.coins_clawed += doc["coins"]
-                if tp.topic != topics.COIN_GRANTS and records:
+                        if doc["reason"] == "FRAUD":
+                            tally.fraud_clawed += doc["coins"]
+                if tp.topic in (topics.DECISIONS, topics.DEAD_LETTERS) and records:
                     tally.first_at = tally.first_at or now
                     tally.last_at = now
     finally:
@@ -90,7 +98,8 @@ def _line(elapsed: float, sent: int, tally: Tally) -> str:
     return (
         f"[{elapsed:6.1f}s] in {sent:>8,} | decided {sum(d.values()):>8,} "
         f"(granted {d['GRANTED']:,}, no reward {d['NO_REWARD']:,}, clawed back "
-        f"{d['CLAWED_BACK']:,}, ignored {d['IGNORED']:,}, duplicate {d['DUPLICATE']:,}) | "
+        f"{d['CLAWED_BACK']:,}, fraud hold {d['FRAUD_HOLD']:,}, ignored {d['IGNORED']:,}, "
+        f"duplicate {d['DUPLICATE']:,}) | fraud alerts {sum(tally.alerts.values()):,} | "
         f"dead letters {sum(tally.dead.values()):,} | coins +{tally.coins_granted:,} "
         f"-{tally.coins_clawed:,} | {tally.rate():,.0f} ev/s"
     )
@@ -106,6 +115,7 @@ def _metrics_excerpt(port: int) -> list[str]:
         line
         for line in text.splitlines()
         if line.startswith(("rewards_events_total", "rewards_coins_total"))
+        or (line.startswith("rewards_fraud_alerts_total") and not line.endswith(" 0.0"))
         or (line.startswith("rewards_dead_letters_total") and not line.endswith(" 0.0"))
         or line.startswith("rewards_event_latency_seconds_count")
     ]
@@ -157,19 +167,30 @@ def run_demo(args: argparse.Namespace) -> int:
         watcher = threading.Thread(target=_watch, args=(broker.bootstrap, tally, stop), daemon=True)
         watcher.start()
         feed_result: list[FeedStats] = []
+        truth: dict[str, str] = {}
         feed_error: list[BaseException] = []
 
         def feed() -> None:
             try:
                 feed_result.append(
-                    produce_feed([broker.bootstrap], args.count, seed=args.seed, rate=args.rate)
+                    produce_feed(
+                        [broker.bootstrap],
+                        args.count,
+                        seed=args.seed,
+                        rate=args.rate,
+                        fraud_share=args.fraud_share,
+                        truth=truth,
+                    )
                 )
             except Exception as exc:  # reported by the main loop
                 feed_error.append(exc)
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        print(f"feed    : {args.count:,} synthetic UPI events (seed {args.seed})")
+        print(
+            f"feed    : {args.count:,} synthetic UPI events (seed {args.seed}, "
+            f"{args.fraud_share:.0%} of users farming rewards)"
+        )
         next_print = time.monotonic()
         while tally.accounted < args.count:
             if feed_error:
@@ -187,7 +208,11 @@ def run_demo(args: argparse.Namespace) -> int:
                 next_print += 1.0
             time.sleep(0.1)
         feeder.join()
-        time.sleep(0.5)  # let the last grants arrive
+        # Let the last grants arrive, and circular flags finish their second hop.
+        settle = time.monotonic() + 3
+        while time.monotonic() < settle and not tally.flagged >= set(truth):
+            time.sleep(0.2)
+        time.sleep(0.5)
         stats = feed_result[0]
         print(_line(time.monotonic() - started, stats.sent, tally))
         decided, dead = sum(tally.decisions.values()), sum(tally.dead.values())
@@ -199,6 +224,15 @@ def run_demo(args: argparse.Namespace) -> int:
         print(
             f"grants / clawbacks: {tally.grants:,} / {tally.clawbacks:,} "
             f"({tally.coins_granted:,} coins granted, {tally.coins_clawed:,} clawed back)"
+        )
+        farmers, flagged = set(truth), tally.flagged
+        held = tally.decisions["FRAUD_HOLD"]
+        print(
+            f"fraud             : {sum(tally.alerts.values()):,} alerts "
+            f"{dict(sorted(tally.alerts.items()))}, {held:,} payments held, "
+            f"{tally.fraud_clawed:,} coins clawed back; farmers flagged "
+            f"{len(farmers & flagged)}/{len(farmers)}, "
+            f"honest users flagged {len(flagged - farmers)}"
         )
         print(
             f"accounted for     : {'yes' if ok else 'NO'} "

@@ -33,15 +33,17 @@ def produce_feed(
     topic: str = topics.TRANSACTIONS,
     fraud_share: float = 0.0,
     truth_file: Path | None = None,
+    truth: dict[str, str] | None = None,
 ) -> FeedStats:
     """Send ``count`` messages; with ``rate`` > 0, no faster than that many per second.
 
     With ``truth_file``, write who farms and how (``{"vpa": "velocity", ...}``)
     so detection can be scored; the file names users, so keep it with test data.
+    ``truth`` (a dict) receives the same in memory.
     """
     prod = producer(bootstrap)
     sent = bad = 0
-    truth: dict[str, str] = {}
+    truth = {} if truth is None else truth
     started = time.monotonic()
     try:
         for message in generate(
