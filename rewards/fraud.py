@@ -92,19 +92,11 @@ class Hit:
 
 
 @dataclass(slots=True)
-class Seen:
-    t: int
-    txn: str
-    payee: str
-    granted: bool = False
-
-
-@dataclass(slots=True)
 class FraudState:
     """One user's windows, cooldowns and holds; lives in the user's head record."""
 
     newest: int | None = None
-    seen: list[Seen] = field(default_factory=list)  # sorted by (t, txn)
+    seen: list[list[Any]] = field(default_factory=list)  # [t, txn, payee], sorted
     cool: dict[str, list[list[int]]] = field(default_factory=dict)
     hold: dict[str, list[list[int]]] = field(default_factory=dict)
 
@@ -114,7 +106,7 @@ class FraudState:
             return cls()
         return cls(
             newest=doc["n"],
-            seen=[Seen(t, txn, payee, bool(g)) for t, txn, payee, g in doc["s"]],
+            seen=doc["s"],
             cool=doc["c"],
             hold=doc["h"],
         )
@@ -122,34 +114,38 @@ class FraudState:
     def to_doc(self) -> dict[str, Any]:
         return {
             "n": self.newest,
-            "s": [[s.t, s.txn, s.payee, int(s.granted)] for s in self.seen],
+            "s": self.seen,
             "c": self.cool,
             "h": self.hold,
         }
 
     def is_late(self, t: int, cfg: FraudConfig) -> bool:
-        return self.newest is not None and t < self.newest - cfg.largest_ms
+        """Too old for the payer's windows (the pair's windows judge on their own)."""
+        return self.newest is not None and t < self.newest - cfg.local_ms
 
     def observe(self, cfg: FraudConfig, txn: str, t: int, payee: str) -> list[Hit]:
         """Add one (not late) payment and return the windows it makes break a rule."""
-        bisect.insort(self.seen, Seen(t, txn, payee), key=lambda s: (s.t, s.txn))
+        bisect.insort(self.seen, [t, txn, payee])
         if self.newest is None or t > self.newest:
             self.newest = t
         hits: list[Hit] = []
         for rule, limit, width in cfg.local_rules():
-            pool = [s for s in self.seen if rule is FraudRule.VELOCITY or s.payee == payee]
-            times = [s.t for s in pool]
+            pool = (
+                self.seen if rule is FraudRule.VELOCITY else [s for s in self.seen if s[2] == payee]
+            )
+            times = [s[0] for s in pool]
             first_end = bisect.bisect_left(times, t)
             last_end = bisect.bisect_right(times, t + width)
-            for end in pool[first_end:last_end]:
-                lo = bisect.bisect_left(times, end.t - width)
-                hi = bisect.bisect_right(times, end.t)
+            for end_t, end_txn, _ in pool[first_end:last_end]:
+                lo = bisect.bisect_left(times, end_t - width)
+                hi = bisect.bisect_right(times, end_t)
                 count = hi - lo
                 # The new payment's own window counts when over the limit; a later
                 # window only when this payment is what pushed it over.
-                if count > limit if end.txn == txn else count == limit + 1:
-                    ids = tuple(s.txn for s in pool[lo:hi])
-                    hits.append(Hit(rule, end.txn, end.t, width, ids))
+                own = end_txn == txn
+                if (own and count > limit) or (not own and count == limit + 1):
+                    ids = tuple(s[1] for s in pool[lo:hi])
+                    hits.append(Hit(rule, end_txn, end_t, width, ids))
         return hits
 
     def flag(self, cfg: FraudConfig, hit: Hit) -> tuple[bool, int, tuple[int, int]]:
@@ -167,24 +163,15 @@ class FraudState:
         """The rules whose holds cover a payment at ``t`` (empty: it may earn)."""
         return [FraudRule(rule) for rule, items in self.hold.items() if Spans(items).covering(t)]
 
-    def granted_in(self, start: int, end: int) -> list[Seen]:
-        """Payments that got coins and lie in ``[start, end)``: what a flag claws back."""
-        return [s for s in self.seen if s.granted and start <= s.t < end]
-
-    def mark_granted(self, txn: str, granted: bool) -> None:
-        for s in self.seen:
-            if s.txn == txn:
-                s.granted = granted
-
     def prune(self, cfg: FraudConfig) -> None:
         """Forget what no future window, flag or late event can use: bounded state."""
         if self.newest is None:
             return
-        count_floor = self.newest - cfg.largest_ms - cfg.local_ms
-        claw_floor = self.newest - 2 * cfg.largest_ms
-        self.seen = [
-            s for s in self.seen if s.t >= count_floor or (s.granted and s.t >= claw_floor)
-        ]
+        # A window may end as far back as the late allowance, and reaches one
+        # window further back from there.
+        floor = self.newest - 2 * cfg.local_ms
+        if self.seen and self.seen[0][0] < floor:
+            self.seen = self.seen[bisect.bisect_left(self.seen, [floor]) :]
         span_floor = self.newest - SPAN_HORIZON_MS
         for spans in (self.cool, self.hold):
             for rule, items in list(spans.items()):

@@ -201,12 +201,8 @@ class _Event:
                     cooldown_until=from_ms(until),
                 )
             )
-        for seen in fraud.granted_in(start, end):
-            key = txn_key(self.user, seen.txn)
-            payment = self.read(key)
-            seen.granted = False
-            if payment is None:
-                continue
+        for txn_id, payment in self.payments_in(start, end):
+            key = txn_key(self.user, txn_id)
             left = payment["g"] - payment["c"]
             if left <= 0:
                 continue
@@ -223,17 +219,40 @@ class _Event:
                 self.head.months[month] = max(self.head.months[month] - left, 0)
             self.grants.append(
                 _grant(
-                    grant_id_for_fraud(seen.txn),
+                    grant_id_for_fraud(txn_id),
                     GrantKind.CLAWBACK,
                     self.user,
                     left,
-                    seen.txn,
+                    txn_id,
                     hit.trigger,
                     GrantReason.FRAUD,
                     self.book,
-                    from_ms(seen.t),
+                    from_ms(payment["t"]),
                 )
             )
+
+    def payments_in(self, start: int, end: int) -> list[tuple[str, dict[str, Any]]]:
+        """The user's payment records with event time in ``[start, end)``, oldest day first.
+
+        Found through the day index (kept for expiry anyway), so fraud windows
+        need not remember every payment's coins in the head.
+        """
+        head = self.head
+        first = max(day_and_month(from_ms(start), self.book.tz)[0], head.floor_day())
+        last = min(day_and_month(from_ms(max(end - 1, start)), self.book.tz)[0], head.newest_day)
+        out = []
+        for day in range(first, last + 1):
+            if day == head.newest_day:
+                ids = head.today
+            elif day in head.indexed:
+                ids = self.read(index_key(self.user, day)) or []
+            else:
+                continue
+            for txn_id in ids:
+                record = self.read(txn_key(self.user, txn_id))
+                if record and record["k"] == "P" and start <= record.get("t", start - 1) < end:
+                    out.append((txn_id, record))
+        return out
 
     def effects(self, decision: Decision | None, event_id: str, late: bool = False) -> Effects:
         head = self.head
@@ -327,7 +346,6 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int, source: str) -> 
     if granted > 0:
         head.days[day] = head.days.get(day, 0) + granted
         head.months[month] = head.months.get(month, 0) + granted
-        head.fraud.mark_granted(txn.txn_id, True)
         event.grants.append(
             _grant(
                 grant_id_for_payment(txn.txn_id),
@@ -342,7 +360,16 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int, source: str) -> 
                 _split(earned, granted),
             )
         )
-    record = {"k": "P", "d": day, "a": txn.amount_paise, "g": granted, "r": 0, "c": 0, "s": source}
+    record = {
+        "k": "P",
+        "d": day,
+        "t": epoch_ms(txn.event_time),
+        "a": txn.amount_paise,
+        "g": granted,
+        "r": 0,
+        "c": 0,
+        "s": source,
+    }
     event.record(txn.txn_id, record)
     outcome = Outcome.GRANTED if granted > 0 else Outcome.NO_REWARD
     if held:

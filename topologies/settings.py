@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     )
     batch_max: int = Field(default=2000, ge=1, description="events per processing batch")
     batch_within_ms: int = Field(default=50, ge=1, description="max wait to fill a batch")
+    producer_linger_ms: int = Field(
+        default=5, ge=0, description="producer batching delay; 0 sends each record at once"
+    )
+    max_poll_records: int = Field(default=5000, ge=1, description="records per consumer fetch")
+    stream_buffer_maxsize: int = Field(
+        default=16384, ge=1, description="records an agent may prefetch (back pressure)"
+    )
+    faust_sensors: bool = Field(
+        default=False, description="also export Faust's own per-message metrics (costs CPU)"
+    )
     session_timeout_s: int = Field(default=10, ge=1)
     rebalance_timeout_s: int = Field(default=10, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
