@@ -20,12 +20,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from topologies import topics
 from topologies.settings import Settings
+
+
+class _Admin(KafkaAdminClient):  # type: ignore[misc]
+    """Tansu 0.6 answers DescribeGroups with authorized-operation bits that
+    kafka-python cannot name (it raises on 15); we never ask for them, so drop them."""
+
+    def _process_acl_operations(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj.pop("authorized_operations", None)
+        return obj
 
 
 class GroupNotEmpty(RuntimeError):
@@ -40,18 +50,23 @@ def reset_offsets(
     offset: int | None = None,
     timestamp_ms: int | None = None,
     partitions: Sequence[int] | None = None,
+    force: bool = False,
 ) -> dict[int, int]:
     """Set the group's committed offsets on ``topic``; return {partition: new offset}.
 
     ``offset`` None and ``timestamp_ms`` None mean the earliest offset. An
-    offset beyond a partition's end is clamped to the end.
+    offset beyond a partition's end is clamped to the end. ``force`` skips the
+    membership check, for when every worker is known to be stopped but the
+    broker still lists one (the broker has the last word: Tansu 0.6 keeps a
+    departed member in a Stable group and refuses the commit with
+    UNKNOWN_MEMBER_ID; real Kafka expires it after the session timeout).
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = _Admin(bootstrap_servers=bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
         info = admin.describe_groups([group]).get(group) or {}
         members = info.get("members") or []
-        if members:
+        if members and not force:
             raise GroupNotEmpty(f"group {group!r} has {len(members)} members; stop the workers")
         all_parts = sorted(consumer.partitions_for_topic(topic) or ())
         chosen = [p for p in all_parts if partitions is None or p in partitions]
@@ -68,9 +83,8 @@ def reset_offsets(
             for tp in tps:
                 want = begin[tp] if offset is None else offset
                 targets[tp] = min(max(want, begin[tp]), end[tp])
-        result = admin.alter_group_offsets(
-            group, {tp: OffsetAndMetadata(off, "", -1) for tp, off in targets.items()}
-        )
+        commits = {tp: OffsetAndMetadata(off, "", -1) for tp, off in targets.items()}
+        result = admin.alter_group_offsets(group, commits)
         failed = {tp: err for tp, err in result.items() if getattr(err, "errno", 0)}
         if failed:
             raise RuntimeError(f"offset reset failed: {failed}")
@@ -86,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--group", help="consumer group (default: REWARDS_APP_ID)")
     p.add_argument("--topic", default=topics.TRANSACTIONS)
     p.add_argument("--partition", type=int, action="append", help="repeatable; default all")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="skip the 'group has no members' check (brokers that keep stale members)",
+    )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--to-earliest", action="store_true")
     where.add_argument("--to-offset", type=int)
@@ -103,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             offset=args.to_offset,
             timestamp_ms=stamp,
             partitions=args.partition,
+            force=args.force,
         )
     except GroupNotEmpty as exc:
         print(f"error: {exc}", file=sys.stderr)
