@@ -106,5 +106,5 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             body = generate_latest(REGISTRY)
             return view.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    health.install(app, metrics, book.version)
+    health.install(app, metrics, book.version, settings.bootstrap_list())
     return app

@@ -8,6 +8,12 @@ The scrape runs in the worker's event loop, and everything read here is a
 cached value (no broker round trip, no key scan), so a scrape costs
 microseconds and cannot stall processing.
 
+A partition's end offset is the larger of two readings: the high watermark of
+the consumer's latest fetch (fresh, but frozen while Faust pauses a partition
+under back pressure — exactly when lag matters) and a ListOffsets answer
+refreshed every ``END_OFFSETS_EVERY_S`` by a separate client in a thread
+(some brokers undercount it: topologies/highwater.py).
+
 ``/healthz`` answers while the event loop runs (liveness: a wedged loop stops
 answering and the orchestrator restarts it). ``/readyz`` answers 200 only
 when the worker holds stream partitions and is neither rebalancing nor
@@ -17,6 +23,8 @@ must not move on to the next worker.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import platform
 import subprocess
@@ -28,12 +36,16 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agents.metrics import Metrics
 
+log = logging.getLogger(__name__)
+
 HEALTHZ = "/healthz"
+END_OFFSETS_EVERY_S = 10.0
 READYZ = "/readyz"
 
 #: RocksDB properties behind the table-size gauges. Both are RocksDB's own
@@ -108,6 +120,31 @@ def stream_partitions(app: faust.App) -> list[Any]:
     )
 
 
+class EndOffsets:
+    """End offsets by ListOffsets, from a blocking kafka-python client run in a thread."""
+
+    def __init__(self, bootstrap: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self.latest: dict[tuple[str, int], int] = {}
+        self._client: KafkaConsumer | None = None
+
+    def refresh(self, tps: list[tuple[str, int]]) -> None:
+        if not tps:
+            self.latest = {}
+            return
+        if self._client is None:
+            self._client = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+            )
+        ends = self._client.end_offsets([TopicPartition(t, p) for t, p in tps])
+        self.latest = {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 class WorkerCollector(Collector):
     """Scrape-time gauges: consumer lag per partition, assignment, readiness, tables.
 
@@ -117,8 +154,9 @@ class WorkerCollector(Collector):
     the metric names exist from the first scrape (dashboards, tests).
     """
 
-    def __init__(self, app: faust.App | None) -> None:
+    def __init__(self, app: faust.App | None, ends: EndOffsets | None = None) -> None:
         self.app = app
+        self.ends = ends
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return list(self._families())
@@ -132,9 +170,12 @@ class WorkerCollector(Collector):
             per_topic: dict[str, int] = {}
             for tp in tps:
                 per_topic[tp.topic] = per_topic.get(tp.topic, 0) + 1
-                end = _safe(lambda tp=tp: consumer.highwater(tp))
-                if end is None or end < 0:
-                    continue  # no fetch response for this partition yet
+                fetched = _safe(lambda tp=tp: consumer.highwater(tp))
+                listed = self.ends.latest.get((tp.topic, tp.partition)) if self.ends else None
+                known = [v for v in (fetched, listed) if isinstance(v, int) and v >= 0]
+                if not known:
+                    continue  # neither a fetch response nor ListOffsets yet
+                end = max(known)
                 committed = getattr(consumer, "_committed_offset", {}).get(tp)
                 # No commit yet: the group starts from the earliest offset.
                 start = committed if committed is not None and committed >= 0 else 0
@@ -200,10 +241,23 @@ def _table_size(table: Any) -> tuple[int, int]:
     return keys, size
 
 
-def install(app: faust.App, metrics: Metrics, rules_version: str) -> None:
+def install(
+    app: faust.App, metrics: Metrics, rules_version: str, bootstrap: list[str] | None = None
+) -> None:
     """Add /healthz, /readyz, the scrape-time collector and the info gauges."""
     metrics.set_info(rules_version, build_labels())
-    metrics.registry.register(WorkerCollector(app))
+    ends = EndOffsets(bootstrap) if bootstrap else None
+    metrics.registry.register(WorkerCollector(app, ends))
+
+    if ends is not None:
+
+        @app.timer(interval=END_OFFSETS_EVERY_S, name="rewards-end-offsets")  # type: ignore[untyped-decorator]
+        async def refresh_end_offsets() -> None:
+            tps = [(tp.topic, tp.partition) for tp in stream_partitions(app)]
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, ends.refresh, tps)
+            except Exception as exc:  # a metric must never take the worker down
+                log.warning("end offsets refresh failed: %s", type(exc).__name__)
 
     @app.page(HEALTHZ)
     async def healthz(view: View, request: Request) -> Response:

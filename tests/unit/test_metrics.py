@@ -163,3 +163,15 @@ def test_collector_reports_lag_per_stream_partition_only():
             if s.name == "rewards_consumer_lag_messages"]  # fmt: skip
     assert len(lags) == 1
     assert registry.get_sample_value("rewards_worker_ready") == 1
+
+
+def test_lag_takes_the_larger_of_fetch_highwater_and_listed_end_offset():
+    """A paused partition's fetch highwater freezes; ListOffsets keeps lag honest."""
+    ends = health.EndOffsets(["127.0.0.1:9"])
+    ends.latest = {("upi.transactions", 0): 25}
+    registry = CollectorRegistry()
+    registry.register(health.WorkerCollector(_app(), ends))  # type: ignore[arg-type]
+    labels = {"topic": "upi.transactions", "partition": "0"}
+    assert registry.get_sample_value("rewards_consumer_lag_messages", labels) == 21
+    ends.latest = {("upi.transactions", 0): 2}  # an undercounting broker: fetch wins
+    assert registry.get_sample_value("rewards_consumer_lag_messages", labels) == 6
