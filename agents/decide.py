@@ -128,3 +128,6 @@ def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:
         if effects.decision is not None:
             metrics.events.labels(outcome=effects.decision.outcome.value).inc()
             metrics.latency.observe(max(now_ns - ingested_ns, 0) / 1e9)
+    metrics.saw_event_time(
+        max((e.decision.event_time for e, _ in decided if e.decision is not None), default=None)
+    )

@@ -1,12 +1,19 @@
 """The worker's Prometheus metrics.
 
-Labels are closed enums only (outcome, grant kind, dead-letter reason): no VPA,
-txn id or other personal data ever becomes a label, and cardinality is bounded.
+Labels are closed enums only (outcome, grant kind, dead-letter reason, fraud
+rule), or values fixed for the process (rules version, build): no VPA, txn id
+or other personal data ever becomes a label, and cardinality is bounded
+(tests/unit/test_metrics.py asserts both). Gauges that read the Faust
+consumer and the tables at scrape time live in ``topologies.health``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+import math
+import time
+from datetime import datetime
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.dead_letter import DeadLetterReason
 from schemas.decision import Outcome
@@ -18,6 +25,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        #: Newest event_time (epoch seconds) decided by this worker; NaN until one is.
+        self.newest_event_s = math.nan
         self.events = Counter(
             "rewards_events_total",
             "Valid input events decided, by decision outcome.",
@@ -70,3 +80,43 @@ class Metrics:
             self.dead_letters.labels(reason=reason.value)
         for rule in FraudRule:
             self.fraud_alerts.labels(rule=rule.value)
+        self.rules_info = Gauge(
+            "rewards_rules_info",
+            "Always 1; the label names the rules version this worker decides with.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "rewards_build_info",
+            "Always 1; labels name the worker's package version, git revision and Python.",
+            ["version", "revision", "python_version"],
+            registry=registry,
+        )
+        self.newest_event_time = Gauge(
+            "rewards_newest_event_time_seconds",
+            "Event time (Unix seconds) of the newest event this worker has decided; "
+            "NaN before the first one.",
+            registry=registry,
+        )
+        self.newest_event_time.set_function(lambda: self.newest_event_s)
+        self.event_time_lag = Gauge(
+            "rewards_event_time_lag_seconds",
+            "Wall clock minus the newest decided event time: how far behind the bank's "
+            "clock this worker's decisions are. NaN before the first event.",
+            registry=registry,
+        )
+        self.event_time_lag.set_function(lambda: time.time() - self.newest_event_s)
+
+    def saw_event_time(self, newest: datetime | None) -> None:
+        """Once per batch with the batch's newest event time, so the cost is one max."""
+        if newest is not None:
+            t = newest.timestamp()
+            if not t <= self.newest_event_s:  # also true while newest_event_s is NaN
+                self.newest_event_s = t
+
+    def set_info(self, rules_version: str, build: dict[str, str]) -> None:
+        """One series each: a rules change or a deploy shows up as a new label value."""
+        self.rules_info.clear()
+        self.rules_info.labels(version=rules_version).set(1)
+        self.build_info.clear()
+        self.build_info.labels(**build).set(1)

@@ -13,7 +13,7 @@ from agents.emit import Emitter
 from agents.ingest import attach_ingest
 from agents.metrics import Metrics
 from rewards.rulebook import RuleBook
-from topologies import highwater, topics
+from topologies import health, highwater, topics
 from topologies.settings import Settings
 
 
@@ -106,8 +106,5 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             body = generate_latest(REGISTRY)
             return view.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    @app.page("/healthz")
-    async def healthz(view: View, request: Request) -> Response:
-        return view.text("ok\n")
-
+    health.install(app, metrics, book.version, settings.bootstrap_list())
     return app

@@ -1,0 +1,75 @@
+"""The replay tool of docs/operations.md (``topologies.replay``) on a real broker.
+
+It must refuse while a worker is in the group (the worker's next commit would
+undo the reset), and move a group's committed offsets on the input topic to
+the earliest offset, a given offset (clamped to the log) or a point in time.
+
+The full stop → reset → restart cycle of the pipeline's own group is not run
+here: the embedded broker (Tansu 0.6) keeps a departed member in the group and
+refuses the reset with UNKNOWN_MEMBER_ID; real Kafka expires it.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from kafka import KafkaAdminClient
+
+from tests.integration.conftest import PARTITIONS
+from topologies import topics
+from topologies.feed import produce_feed
+from topologies.replay import GroupNotEmpty, main, reset_offsets
+
+COUNT = 400
+
+
+def committed(bootstrap: str, group: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+    try:
+        offsets = admin.list_group_offsets({group: None})[group]
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items()
+            if tp.topic == topics.TRANSACTIONS}  # fmt: skip
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.mark.integration
+def test_reset_refuses_a_live_group_and_moves_an_idle_one(broker, workers):
+    worker = workers.start()
+    before_ms = int(time.time() * 1000) - 60_000
+    produce_feed([broker.bootstrap], count=COUNT, seed=5, bad_share=0.0)
+
+    deadline = time.monotonic() + 90
+    while not ready(worker.web_port):  # joined the group, partitions assigned
+        assert time.monotonic() < deadline, worker.log_text()[-2000:]
+        time.sleep(0.5)
+
+    # The worker is a member of the pipeline's group: refused.
+    with pytest.raises(GroupNotEmpty):
+        reset_offsets([broker.bootstrap], "upi-rewards")
+    assert main(["--bootstrap", broker.bootstrap, "--to-earliest"]) == 2
+    assert worker.proc.poll() is None
+
+    # A group without members: every mode moves the committed offsets.
+    group = "replay-check"
+    moved = reset_offsets([broker.bootstrap], group, offset=10**9)
+    assert len(moved) == PARTITIONS and sum(moved.values()) >= 1  # clamped to the ends
+    assert committed(broker.bootstrap, group) == moved
+    assert reset_offsets([broker.bootstrap], group) == dict.fromkeys(range(PARTITIONS), 0)
+    assert committed(broker.bootstrap, group) == dict.fromkeys(range(PARTITIONS), 0)
+    only = reset_offsets([broker.bootstrap], group, offset=3, partitions=[1])
+    assert only == {1: 3}
+    assert committed(broker.bootstrap, group)[1] == 3
+    by_time = reset_offsets([broker.bootstrap], group, timestamp_ms=before_ms)
+    assert by_time == dict.fromkeys(range(PARTITIONS), 0)

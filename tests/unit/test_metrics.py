@@ -1,0 +1,177 @@
+"""The worker's metrics: bounded label sets, no personal data, readiness logic.
+
+The number of series must not depend on how many users, payees or payments
+go through: a label that carried a VPA or txn id would grow without bound and
+leak personal data into the monitoring system. These tests drive the real
+core and the decide stage's metric hook over two feeds of very different
+size and compare the series.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from agents.decide import _observe
+from agents.metrics import Metrics
+from rewards.feedgen import generate
+from rewards.ledger import replay
+from rewards.rulebook import load_rules
+from rewards.validate import Source, decode
+from schemas.dead_letter import DeadLetter, DeadLetterReason
+from schemas.decision import Outcome
+from schemas.fraud_alert import FraudRule
+from schemas.grant import GrantKind
+from topologies import health
+from topologies.settings import DEFAULT_RULES
+
+CLOSED = {
+    "outcome": {o.value for o in Outcome},
+    "kind": {k.value for k in GrantKind},
+    "reason": {r.value for r in DeadLetterReason},
+    "rule": {r.value for r in FraudRule},
+}
+
+
+def series(registry: CollectorRegistry) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    return {
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in registry.collect()
+        for s in family.samples
+    }
+
+
+def run_feed(count: int, seed: int, users: int | None = None) -> tuple[CollectorRegistry, int]:
+    """Decode a generated feed, decide it with the core, record metrics as decide does."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.set_info("test", health.build_labels())
+    registry.register(health.WorkerCollector(None))
+    book = load_rules(DEFAULT_RULES)
+    txns = []
+    for i, message in enumerate(
+        generate(count, seed, bad_share=0.05, fraud_share=0.05, users=users)
+    ):
+        result = decode(message.value, Source("upi.transactions", 0, i))
+        if isinstance(result, DeadLetter):
+            metrics.dead_letters.labels(reason=result.reason.value).inc()
+        else:
+            txns.append(result)
+    txns.sort(key=lambda t: t.payer_vpa)  # one worker sees a user's events in order
+    effects, _ = replay(txns, book)
+    now = time.time_ns()
+    _observe(metrics, [(e, now) for e in effects])
+    users = len({t.payer_vpa for t in txns})
+    return registry, users
+
+
+def test_series_do_not_grow_with_users_or_payments():
+    small, small_users = run_feed(600, seed=1, users=20)
+    large, large_users = run_feed(6000, seed=2, users=2000)
+    assert large_users > 5 * small_users
+    assert series(small) == series(large)
+    assert len(series(large)) < 120
+
+
+def test_labels_are_closed_sets_without_personal_data():
+    registry, _ = run_feed(2000, seed=3)
+    allowed = set(CLOSED) | {"le", "version", "revision", "python_version"}
+    for name, labels in series(registry):
+        for key, value in labels:
+            assert key in allowed, (name, key)
+            if key in CLOSED:
+                assert value in CLOSED[key], (name, key, value)
+            assert "@" not in value, (name, key, value)
+
+
+def test_counters_add_up_to_the_core_outcomes():
+    registry, _ = run_feed(1500, seed=4)
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in registry.collect() for s in f.samples}  # fmt: skip
+    decided = sum(v for (n, _), v in values.items() if n == "rewards_events_total")
+    observed = values[("rewards_event_latency_seconds_count", ())]
+    assert decided == observed > 0
+
+
+def test_event_time_lag_follows_the_newest_event():
+    metrics = Metrics(CollectorRegistry())
+    assert math.isnan(metrics.newest_event_s)
+    metrics.saw_event_time(None)
+    assert math.isnan(metrics.newest_event_s)
+    t1 = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+    t0 = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
+    metrics.saw_event_time(t1)
+    metrics.saw_event_time(t0)  # older: ignored
+    assert metrics.newest_event_s == t1.timestamp()
+    lag = metrics.registry.get_sample_value("rewards_event_time_lag_seconds")
+    assert lag is not None and abs(lag - (time.time() - t1.timestamp())) < 5
+
+
+def test_info_gauges_hold_one_series_each():
+    metrics = Metrics(CollectorRegistry())
+    metrics.set_info("v1", {"version": "0.1.0", "revision": "abc", "python_version": "3.11"})
+    metrics.set_info("v2", {"version": "0.1.0", "revision": "abc", "python_version": "3.11"})
+    reg = metrics.registry
+    assert reg.get_sample_value("rewards_rules_info", {"version": "v2"}) == 1
+    assert reg.get_sample_value("rewards_rules_info", {"version": "v1"}) is None
+
+
+def _app(**kw):
+    """A stand-in for the few Faust app attributes readiness reads."""
+    tp = TP("upi.transactions", 0)
+    changelog = TP("upi-rewards-user-state-changelog", 0)
+    assigned = kw.pop("assigned", {tp, changelog})
+    done = kw.pop("recovered", True)
+    consumer = SimpleNamespace(assignment=lambda: assigned, highwater=lambda tp: 10,
+                               _committed_offset={tp: 4})  # fmt: skip
+    completed = SimpleNamespace(is_set=lambda: done)
+    tables = SimpleNamespace(
+        changelog_topics={"upi-rewards-user-state-changelog"},
+        recovery=SimpleNamespace(completed=completed),
+        items=lambda: [],
+    )
+    base = dict(_consumer=consumer, rebalancing=False, in_recovery=False, tables=tables)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_readiness_needs_partitions_no_rebalance_and_recovered_tables():
+    assert health.readiness(_app()).ready
+    assert not health.readiness(_app(_consumer=None)).ready
+    assert health.readiness(_app(rebalancing=True)).why == "rebalancing"
+    assert health.readiness(_app(in_recovery=True)).why == "recovering tables"
+    assert health.readiness(_app(recovered=False)).why == "recovering tables"
+    only_changelog = {TP("upi-rewards-user-state-changelog", 0)}
+    assert health.readiness(_app(assigned=only_changelog)).why == "no partitions assigned"
+
+
+def test_collector_reports_lag_per_stream_partition_only():
+    registry = CollectorRegistry()
+    registry.register(health.WorkerCollector(_app()))  # type: ignore[arg-type]
+    assert (
+        registry.get_sample_value(
+            "rewards_consumer_lag_messages", {"topic": "upi.transactions", "partition": "0"}
+        )
+        == 6
+    )
+    lags = [s for f in registry.collect() for s in f.samples
+            if s.name == "rewards_consumer_lag_messages"]  # fmt: skip
+    assert len(lags) == 1
+    assert registry.get_sample_value("rewards_worker_ready") == 1
+
+
+def test_lag_takes_the_larger_of_fetch_highwater_and_listed_end_offset():
+    """A paused partition's fetch highwater freezes; ListOffsets keeps lag honest."""
+    ends = health.EndOffsets(["127.0.0.1:9"])
+    ends.latest = {("upi.transactions", 0): 25}
+    registry = CollectorRegistry()
+    registry.register(health.WorkerCollector(_app(), ends))  # type: ignore[arg-type]
+    labels = {"topic": "upi.transactions", "partition": "0"}
+    assert registry.get_sample_value("rewards_consumer_lag_messages", labels) == 21
+    ends.latest = {("upi.transactions", 0): 2}  # an undercounting broker: fetch wins
+    assert registry.get_sample_value("rewards_consumer_lag_messages", labels) == 6
