@@ -1,9 +1,11 @@
-"""``upi-rewards``: broker, worker, check-rules, feed, demo."""
+"""``upi-rewards``: broker, worker, check-rules, feed, wallet, demo."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
         bad_share=args.bad_share,
         fraud_share=args.fraud_share,
         truth_file=args.truth,
+        key_by_payer=args.key_by_payer,
     )
     print(
         f"produced {stats.sent} messages ({stats.bad} bad) to upi.transactions "
@@ -85,6 +88,35 @@ def cmd_feed(args: argparse.Namespace) -> int:
     )
     if args.truth:
         print(f"farming ground truth ({stats.farmers} users) written to {args.truth}")
+    return 0
+
+
+def cmd_wallet(args: argparse.Namespace) -> int:
+    import signal
+
+    from rewards.wallet import WalletLedger
+    from topologies.wallet import dump_balances, run_wallet, summary_lines
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # an open SQLite transaction rolls back; rows+offsets stay paired
+
+    signal.signal(signal.SIGTERM, _stop)
+    settings = _settings(args)
+    started = time.monotonic()
+    with contextlib.suppress(KeyboardInterrupt):
+        run_wallet(settings.bootstrap_list(), args.db, until_idle_s=args.until_idle)
+    if args.summary:
+        ledger = WalletLedger(args.db)
+        try:
+            totals = ledger.totals()
+        finally:
+            ledger.close()
+        print(f"wallet: stopped after {time.monotonic() - started:.1f}s")
+        for line in summary_lines(totals):
+            print(line)
+    if args.balances:
+        users = dump_balances(args.db, args.balances)
+        print(f"balances of {users:,} users written to {args.balances}")
     return 0
 
 
@@ -131,8 +163,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--truth", type=Path, help="write the farming ground truth (JSON: user -> pattern) here"
     )
+    p.add_argument(
+        "--key-by-payer",
+        action="store_true",
+        help="key valid messages by payer_vpa (one user per feed partition, order kept)",
+    )
     p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
     p.set_defaults(func=cmd_feed)
+
+    p = sub.add_parser(
+        "wallet", help="reference wallet: apply rewards.coin-grants to a SQLite ledger, once per id"
+    )
+    p.add_argument("--db", type=Path, required=True, help="SQLite file (created if missing)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    p.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit once no record has arrived for this long (default: run until Ctrl-C)",
+    )
+    p.add_argument("--summary", action="store_true", help="print totals (counts only)")
+    p.add_argument(
+        "--balances", type=Path, metavar="FILE", help="write per-user balances (JSON; has VPAs)"
+    )
+    p.set_defaults(func=cmd_wallet)
 
     p = sub.add_parser("demo", help="embedded broker + worker + feed, with a live summary")
     p.add_argument("--count", type=int, default=50_000)

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from rewards.feedgen import generate
 from topologies import topics
 from topologies.admin import producer
@@ -34,12 +36,18 @@ def produce_feed(
     fraud_share: float = 0.0,
     truth_file: Path | None = None,
     truth: dict[str, str] | None = None,
+    key_by_payer: bool = False,
 ) -> FeedStats:
     """Send ``count`` messages; with ``rate`` > 0, no faster than that many per second.
 
     With ``truth_file``, write who farms and how (``{"vpa": "velocity", ...}``)
     so detection can be scored; the file names users, so keep it with test data.
-    ``truth`` (a dict) receives the same in memory.
+    ``truth`` (a dict) receives the same in memory. With ``key_by_payer``,
+    every valid message is keyed by its lowercased ``payer_vpa`` (bad ones keep
+    the generator's key), so each user's events stay on one feed partition in
+    produce order: a replay of the topic in partition/offset order then sees
+    each user's events in the order the worker decides them (the chaos suite
+    relies on that for its exact comparison).
     """
     prod = producer(bootstrap)
     sent = bad = 0
@@ -54,7 +62,10 @@ def produce_feed(
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            prod.send(topic, key=message.key, value=message.value)
+            key = message.key
+            if key_by_payer and message.valid and message.value is not None:
+                key = str(orjson.loads(message.value)["payer_vpa"]).lower().encode()
+            prod.send(topic, key=key, value=message.value)
             sent += 1
             bad += not message.valid
         prod.flush()

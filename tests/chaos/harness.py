@@ -1,0 +1,518 @@
+"""Plumbing for the fault-injection suite: a real broker, real workers, the wallet, the oracle.
+
+Nothing is mocked. A scenario starts the embedded broker (Tansu) and worker
+processes (``python -m topologies.cli worker``), produces a generated feed,
+injects its fault (kill -9, SIGSTOP of the broker, SIGTERM, hostile bytes),
+waits until the consumer group has committed every input it was given, then
+runs the reference wallet (``upi-rewards wallet``) over ``rewards.coin-grants``
+and compares the wallet's balance per user with a replay of the feed — read
+back from the broker in partition/offset order — through the pure core
+(``rewards.simulate``). The feed is keyed by payer, so that order is each
+user's processing order and the comparison is exact.
+
+Figures go into a ``Report`` (printed by pytest with ``-s`` and as a table by
+``python -m tests.chaos``). Reports and failure messages carry counts only,
+never a VPA.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from rewards.rulebook import RuleBook, load_rules
+from rewards.simulate import Simulation, simulate
+from rewards.wallet import Totals, WalletLedger
+from tests.integration.conftest import Worker, WorkerFactory
+from topologies import topics
+from topologies.admin import ensure_topics
+from topologies.broker import EmbeddedBroker, free_port
+from topologies.feed import FeedStats, produce_feed
+from topologies.settings import DEFAULT_RULES
+
+GROUP = "upi-rewards"  # the workers' consumer group (Settings.app_id)
+INTERNAL = (f"{GROUP}.txns-by-payer", f"{GROUP}.payments-by-pair")
+
+
+def size(full: int, reduced: int) -> int:
+    """Scenario size: ``CHAOS_FULL=1`` for the documented full size, else reduced.
+
+    ``CHAOS_EVENTS`` overrides the reduced event count (CI keeps it small).
+    """
+    if os.environ.get("CHAOS_FULL") == "1":
+        return full
+    return reduced
+
+
+@dataclass
+class Report:
+    """What a scenario did and measured; ``rows`` keep insertion order for printing."""
+
+    name: str
+    rows: dict[str, object] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, **figures: object) -> None:
+        self.rows.update(figures)
+
+    def finish(self) -> Report:
+        self.rows["seconds"] = round(time.monotonic() - self.started, 1)
+        return self
+
+    def text(self) -> str:
+        width = max((len(k) for k in self.rows), default=0)
+        lines = [f"== chaos: {self.name}"]
+        lines += [f"   {k:<{width}} : {v}" for k, v in self.rows.items()]
+        return "\n".join(lines)
+
+    def log(self, message: str) -> None:
+        """Progress line (counts only), so a long run shows what it is doing."""
+        print(f"   [{time.monotonic() - self.started:6.1f}s] {self.name}: {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+@dataclass
+class Cluster:
+    broker: EmbeddedBroker
+    workers: WorkerFactory
+    tmp: Path
+    feed_partitions: int
+    partitions: int
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def start_worker(self, data_dir: Path | None = None) -> Worker:
+        return self.workers.start("--partitions", str(self.partitions), data_dir=data_dir)
+
+
+@contextmanager
+def cluster(
+    name: str, feed_partitions: int = 4, partitions: int = 4, keep: bool = False
+) -> Iterator[Cluster]:
+    """A fresh broker (own port, in-memory) and a worker factory; everything stopped after."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
+    broker = EmbeddedBroker(port=free_port(), log=tmp / "broker.log")
+    broker.start()
+    factory = WorkerFactory(broker, tmp)
+    try:
+        ensure_topics(
+            [broker.bootstrap],
+            {topics.TRANSACTIONS: feed_partitions, **{t: partitions for t in topics.OUTPUTS}},
+        )
+        yield Cluster(broker, factory, tmp, feed_partitions, partitions)
+    finally:
+        factory.stop_all()
+        if broker.proc is not None and broker.proc.poll() is None:
+            os.kill(broker.proc.pid, signal.SIGCONT)  # in case a stall test failed mid-stop
+        broker.stop()
+        if not keep:
+            subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+# --------------------------------------------------------------------------- feed
+
+
+class Feeder:
+    """Produce the generated feed (keyed by payer) in a background thread."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        count: int,
+        seed: int,
+        rate: float = 0.0,
+        fraud_share: float = 0.01,
+        bad_share: float = 0.01,
+    ) -> None:
+        self.stats: FeedStats | None = None
+        self.error: BaseException | None = None
+        self.truth: dict[str, str] = {}
+
+        def run() -> None:
+            try:
+                self.stats = produce_feed(
+                    [bootstrap],
+                    count,
+                    seed=seed,
+                    rate=rate,
+                    bad_share=bad_share,
+                    fraud_share=fraud_share,
+                    truth=self.truth,
+                    key_by_payer=True,
+                )
+            except BaseException as exc:
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True, name="chaos-feeder")
+        self.thread.start()
+
+    def join(self, timeout: float = 600.0) -> FeedStats:
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise AssertionError(f"the feed failed: {self.error!r}")
+        assert self.stats is not None, "the feed did not finish in time"
+        return self.stats
+
+
+def read_topic(
+    bootstrap: str, topic: str, expect: int | None = None, timeout: float = 120.0
+) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """Every record of ``topic`` as (partition, offset, key, value), in partition/offset order.
+
+    ``assign()`` and no group; reads until ``expect`` records (if given) and then
+    until a quiet second. Counts come from consuming, never from end offsets.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[tuple[int, int, bytes | None, bytes | None]] = []
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while True:
+            got = consumer.poll(timeout_ms=300, max_records=20_000)
+            for tp, records in got.items():
+                out.extend((tp.partition, r.offset, r.key, r.value) for r in records)
+            now = time.monotonic()
+            if got:
+                quiet_since = now
+            enough = expect is None or len(out) >= expect
+            if enough and now - quiet_since > 1.0:
+                break
+            if now > deadline:
+                raise AssertionError(f"{topic}: read {len(out)} records, expected {expect}")
+        out.sort(key=lambda r: (r[0], r[1]))
+        return out
+    finally:
+        consumer.close()
+
+
+def replay(values: Iterable[bytes | None], book: RuleBook | None = None) -> Simulation:
+    """The pure core over the feed, in the order given (partition/offset order)."""
+    return simulate(list(values), book or load_rules(DEFAULT_RULES))
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Tally:
+    """Counts records per topic as they land (and keeps dead letters' feed positions)."""
+
+    def __init__(self, bootstrap: str, names: Iterable[str] = topics.OUTPUTS) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False
+        )
+        tps = [
+            TopicPartition(t, p)
+            for t in names
+            for p in sorted(self.consumer.partitions_for_topic(t) or ())
+        ]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.counts: dict[str, int] = dict.fromkeys(names, 0)
+        self.grant_ids: dict[str, int] = {}
+        self.letters: list[dict[str, object]] = []
+        self.decisions: list[dict[str, object]] = []
+
+    def poll(self, timeout_ms: int = 200) -> int:
+        got = 0
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms, max_records=20_000).items():
+            self.counts[tp.topic] += len(records)
+            got += len(records)
+            for r in records:
+                if tp.topic == topics.DEAD_LETTERS:
+                    self.letters.append(orjson.loads(r.value))
+                elif tp.topic == topics.DECISIONS:
+                    self.decisions.append(orjson.loads(r.value))
+                elif tp.topic == topics.COIN_GRANTS:
+                    gid = str(orjson.loads(r.value)["grant_id"])
+                    self.grant_ids[gid] = self.grant_ids.get(gid, 0) + 1
+        return got
+
+    def wait(self, topic: str, at_least: int, timeout: float, why: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while self.counts[topic] < at_least:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{why}: {topic} has {self.counts[topic]} records, waited for {at_least}"
+                )
+            self.poll()
+
+    def settle(self, quiet_s: float = 2.0) -> None:
+        quiet_until = time.monotonic() + quiet_s
+        while time.monotonic() < quiet_until:
+            if self.poll():
+                quiet_until = time.monotonic() + quiet_s
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class Ends:
+    """Per partition, the offset after the last record, learnt by consuming (not ListOffsets)."""
+
+    def __init__(self, bootstrap: str, names: Iterable[str]) -> None:
+        self.bootstrap = bootstrap
+        self.names = list(names)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False
+        )
+        self.ends: dict[TopicPartition, int] = {}
+        self.assigned: set[TopicPartition] = set()
+
+    def _assign(self) -> None:
+        self.consumer.topics()  # refresh metadata: internal topics appear once a worker runs
+        tps = {
+            TopicPartition(t, p)
+            for t in self.names
+            for p in (self.consumer.partitions_for_topic(t) or ())
+        }
+        if tps != self.assigned:
+            self.consumer.assign(sorted(tps))
+            for tp in tps - self.assigned:
+                self.consumer.seek_to_beginning(tp)
+            self.assigned = tps
+
+    def poll(self) -> None:
+        self._assign()
+        while True:
+            got = self.consumer.poll(timeout_ms=300, max_records=50_000)
+            if not got:
+                return
+            for tp, records in got.items():
+                self.ends[tp] = max(self.ends.get(tp, 0), records[-1].offset + 1)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def committed(bootstrap: str, group: str = GROUP) -> dict[TopicPartition, int]:
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap], request_timeout_ms=10_000)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+        return {tp: int(meta.offset) for tp, meta in offsets.items() if meta.offset >= 0}
+    finally:
+        admin.close()
+
+
+def wait_drained(bootstrap: str, timeout: float, report: Report | None = None) -> float:
+    """Block until the workers' group has committed every record of the feed and internal
+    topics, twice in a row a few seconds apart (so in-flight hops have landed too).
+
+    Faust commits an input offset only after the producer flushed the outputs
+    of that input, so this is "everything given was processed", learnt from
+    the broker. Returns the seconds waited.
+    """
+    started = time.monotonic()
+    ends = Ends(bootstrap, (topics.TRANSACTIONS, *INTERNAL))
+    stable = 0
+    last_note = started
+    try:
+        while True:
+            ends.poll()
+            try:
+                done = committed(bootstrap)
+            except KafkaError:  # the coordinator may be busy rebalancing; ask again
+                done = {}
+            behind = sum(max(end - done.get(tp, 0), 0) for tp, end in ends.ends.items())
+            stable = stable + 1 if behind == 0 and ends.ends else 0
+            if stable >= 2:
+                return time.monotonic() - started
+            now = time.monotonic()
+            if now - started > timeout:
+                raise AssertionError(f"not drained after {timeout:.0f}s: {behind} records behind")
+            if report is not None and now - last_note > 15:
+                report.log(f"waiting for the group to commit: {behind} records behind")
+                last_note = now
+            time.sleep(3.0 if behind == 0 else 1.0)
+    finally:
+        ends.close()
+
+
+# --------------------------------------------------------------------------- wallet
+
+
+@dataclass
+class WalletProcess:
+    """The reference wallet as a real process (``upi-rewards wallet``)."""
+
+    bootstrap: str
+    db: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    kills: int = 0
+
+    def command(self, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "topologies.cli",
+            "wallet",
+            "--db",
+            str(self.db),
+            "--bootstrap",
+            self.bootstrap,
+            *extra,
+        ]
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.kills += 1
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def catch_up(self, idle_s: float = 3.0) -> str:
+        """Run to the end of the topic (``--until-idle``) and return the printed summary."""
+        self.stop()
+        done = subprocess.run(
+            self.command("--until-idle", str(idle_s), "--summary"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        return done.stdout
+
+    def read(self) -> tuple[dict[str, int], Totals]:
+        ledger = WalletLedger(self.db)
+        try:
+            return ledger.balances(), ledger.totals()
+        finally:
+            ledger.close()
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def nonzero(balances: dict[str, int]) -> dict[str, int]:
+    return {u: b for u, b in balances.items() if b}
+
+
+def compare_balances(got: dict[str, int], want: dict[str, int]) -> None:
+    """Exact equality per user; the failure message has counts and coin totals, no VPA."""
+    got, want = nonzero(got), nonzero(want)
+    if got == want:
+        return
+    users = set(got) | set(want)
+    wrong = [u for u in users if got.get(u, 0) != want.get(u, 0)]
+    more = sum(max(got.get(u, 0) - want.get(u, 0), 0) for u in wrong)
+    less = sum(max(want.get(u, 0) - got.get(u, 0), 0) for u in wrong)
+    raise AssertionError(
+        f"wallet balances differ from the pure core for {len(wrong)} of {len(users)} users: "
+        f"{more} coins too many (doubled), {less} coins missing (lost)"
+    )
+
+
+def metric(worker: Worker, name: str) -> float:
+    """Sum of one metric family on a live worker (0 when the worker is gone)."""
+    try:
+        text = worker.metrics()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for line in text.splitlines():
+        if re.match(rf"^{name}(\{{| )", line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def check_pipeline(
+    cluster: Cluster,
+    report: Report,
+    wallet: WalletProcess,
+    drain_timeout: float,
+) -> tuple[Simulation, Tally]:
+    """The exactness check shared by the scenarios; fills the report with the figures.
+
+    1. the group has committed every input (``wait_drained``);
+    2. every feed message has its dead letter or at least one decision, and
+       repeated grant records are exact copies (wallet conflicts = 0);
+    3. the wallet's balance per user equals the pure core's replay, exactly.
+    """
+    drained_in = wait_drained(cluster.bootstrap, drain_timeout, report)
+    feed = read_topic(cluster.bootstrap, topics.TRANSACTIONS)
+    sim = replay(v for _, _, _, v in feed)
+    tally = Tally(cluster.bootstrap)
+    try:
+        tally.settle(2.0)
+    finally:
+        tally.close()
+    summary = wallet.catch_up()
+    balances, totals = wallet.read()
+
+    valid = len(feed) - len(sim.dead_letters)
+    decided = tally.counts[topics.DECISIONS]
+    letters = {(int(str(d["partition"])), int(str(d["offset"]))) for d in tally.letters}
+    bad_positions = {(feed[d.offset][0], feed[d.offset][1]) for d in sim.dead_letters}
+    grant_records = tally.counts[topics.COIN_GRANTS]
+    report.add(
+        feed_messages=len(feed),
+        dead_letters_expected=len(sim.dead_letters),
+        decisions=f"{decided:,} records for {valid:,} valid events ({decided - valid:,} repeated)",
+        grant_records=f"{grant_records:,} ({len(tally.grant_ids):,} distinct grant_ids)",
+        wallet_applied=totals.applied,
+        wallet_duplicates_deduped=totals.duplicates,
+        wallet_conflicts=totals.conflicts,
+        coins_net=totals.net_coins,
+        users_with_balance=len(nonzero(balances)),
+        drained_wait_s=round(drained_in, 1),
+    )
+    assert summary.count("duplicates skipped") == 1, summary
+    assert totals.conflicts == 0, "a repeated grant_id carried a different record"
+    assert totals.rejected == 0, "the grants topic held a record that is not a CoinGrant"
+    assert totals.records == grant_records, "the wallet did not read every grant record"
+    assert totals.duplicates == grant_records - len(tally.grant_ids)
+    assert letters == bad_positions, (
+        f"dead letters: {len(letters - bad_positions)} unexpected, "
+        f"{len(bad_positions - letters)} missing"
+    )
+    want_decided = Counter(
+        (e.decision.user_vpa, e.decision.txn_id) for e in sim.effects if e.decision is not None
+    )
+    got_decided = Counter((str(d["user_vpa"]), str(d["txn_id"])) for d in tally.decisions)
+    lost = sum((want_decided - got_decided).values())
+    assert lost == 0 and decided >= valid, f"{lost} valid events have no decision (lost)"
+    compare_balances(balances, sim.balances())
+    return sim, tally
+
+
+def pick(rng: random.Random, lo: float, hi: float) -> float:
+    return rng.uniform(lo, hi)
