@@ -282,6 +282,13 @@ def test_every_dashboard_query_names_a_metric_the_worker_exports():
 
 def test_dashboard_has_the_panels_an_on_call_engineer_needs():
     dash = json.loads(DASHBOARD.read_text())
+    provisioned = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    uids = {d["uid"] for d in provisioned["datasources"]}
+    for panel in dash["panels"]:
+        if "datasource" in panel:
+            assert panel["datasource"]["uid"] in uids, panel["title"]
     assert dash["uid"] and dash["title"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
