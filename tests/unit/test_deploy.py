@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from agents.metrics import Metrics
 from rewards.rulebook import load_rules
@@ -60,6 +60,10 @@ def settings_env_names() -> set[str]:
 def exported_metric_names() -> set[str]:
     """Every series name a worker exports, from a registry built in-process."""
     registry = CollectorRegistry()
+    # The worker serves prometheus_client's default REGISTRY, which also holds these.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     metrics = Metrics(registry)
     metrics.set_info("v", health.build_labels())
     registry.register(health.WorkerCollector(None))
