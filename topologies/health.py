@@ -114,6 +114,7 @@ def stream_partitions(app: faust.App) -> list[Any]:
     except Exception:  # consumer thread not up yet
         return []
     changelogs = app.tables.changelog_topics
+    # "<app id>-__assignor-__leader" is Faust's leader-election topic, not a stream.
     return sorted(
         (tp for tp in assigned if tp.topic not in changelogs and "__assignor" not in tp.topic),
         key=lambda tp: (tp.topic, tp.partition),

@@ -149,7 +149,10 @@ def test_real_prometheus_scrape_matches_the_events_sent(broker, workers, tmp_pat
         assert by(prom, "", f"sum(rewards_event_latency_seconds_count{f})") == {
             "": float(len(decisions))
         }
-        # Caught up: the committed offsets reach the end of every partition.
+        # The feed outran the worker for a while: Prometheus saw the backlog as lag...
+        peak = by(prom, "", f"max_over_time(sum(rewards_consumer_lag_messages{f})[10m:1s])")
+        assert peak and peak[""] > 0, peak
+        # ...and then the committed offsets reached the end of every partition.
         eventually(lambda: by(prom, "", f"sum(rewards_consumer_lag_messages{f})"), {}, 60)
         assert by(prom, "topic", f"sum by (topic) (rewards_assigned_partitions{f})")
         assert by(prom, "", f"rewards_worker_ready{f}") == {"": 1.0}
@@ -185,6 +188,11 @@ def test_real_prometheus_scrape_matches_the_events_sent(broker, workers, tmp_pat
         firing = {a["labels"]["alertname"] for a in prom.api("alerts")["alerts"]}
         assert "RewardsWorkerDown" not in firing and "RewardsWorkersAbsent" not in firing
 
+        print(
+            f"Prometheus matched: {len(decisions)} decisions {outcomes}, {len(letters)} dead "
+            f"letters, coins {dict(coins)}, fraud alerts {rules}; {len(series)} rewards_* "
+            f"series; peak lag {peak['']:.0f}"
+        )
         # Every series the dashboard draws exists in this Prometheus.
         names = set(prom.api("label/__name__/values"))
         missing = dashboard_metric_names(DASHBOARD) - names

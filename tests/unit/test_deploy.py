@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from agents.metrics import Metrics
 from rewards.rulebook import load_rules
@@ -60,6 +60,10 @@ def settings_env_names() -> set[str]:
 def exported_metric_names() -> set[str]:
     """Every series name a worker exports, from a registry built in-process."""
     registry = CollectorRegistry()
+    # The worker serves prometheus_client's default REGISTRY, which also holds these.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     metrics = Metrics(registry)
     metrics.set_info("v", health.build_labels())
     registry.register(health.WorkerCollector(None))
@@ -282,6 +286,13 @@ def test_every_dashboard_query_names_a_metric_the_worker_exports():
 
 def test_dashboard_has_the_panels_an_on_call_engineer_needs():
     dash = json.loads(DASHBOARD.read_text())
+    provisioned = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    uids = {d["uid"] for d in provisioned["datasources"]}
+    for panel in dash["panels"]:
+        if "datasource" in panel:
+            assert panel["datasource"]["uid"] in uids, panel["title"]
     assert dash["uid"] and dash["title"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
