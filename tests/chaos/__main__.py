@@ -22,7 +22,9 @@ from tests.chaos.harness import Report
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
-    p.add_argument("names", nargs="*", help="storm rebalance stall graceful hostile (default all)")
+    p.add_argument(
+        "names", nargs="*", help="storm storm-fresh rebalance stall graceful hostile (default all)"
+    )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--kills", type=int, default=10)
     p.add_argument("--stall", type=float, default=20.0, help="seconds of broker SIGSTOP")
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs: dict[str, Callable[[], Report]] = {
         "storm": lambda: scenarios.crash_storm(args.events, args.kills),
+        "storm-fresh": lambda: scenarios.crash_storm(args.events, args.kills, 17, fresh_every=2),
         "rebalance": lambda: scenarios.rebalance(args.events),
         "stall": lambda: scenarios.broker_stall(args.events, args.stall),
         "graceful": lambda: scenarios.graceful_stop(args.events),

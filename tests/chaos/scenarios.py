@@ -45,9 +45,12 @@ def _wallet(c_tmp: object, bootstrap: str) -> WalletProcess:
     return WalletProcess(bootstrap, tmp / "wallet.db", tmp / "wallet.log")
 
 
-def crash_storm(events: int, kills: int, seed: int = 7) -> Report:
+def crash_storm(events: int, kills: int, seed: int = 7, fresh_every: int = 0) -> Report:
     """kill -9 the worker at random moments mid-stream, ``kills`` times, restarting it
-    each time on the same data dir; the wallet itself is kill -9'd once too."""
+    each time on the same data dir (rocksdict + changelog); the wallet is kill -9'd once.
+
+    With ``fresh_every`` = n > 0, every n-th restart gets an empty data dir instead
+    (a replacement machine: state from the changelog alone)."""
     report = Report("crash storm (kill -9)")
     rng = random.Random(seed)
     with cluster("storm") as c:
@@ -60,6 +63,7 @@ def crash_storm(events: int, kills: int, seed: int = 7) -> Report:
         per_kill = max(events // (kills + 1), 10)
         ceiling = int(events * 0.9)  # always below what will eventually exist: never wait forever
         restarts: list[float] = []
+        fresh = 0
         try:
             for k in range(kills):
                 target = min(
@@ -72,6 +76,9 @@ def crash_storm(events: int, kills: int, seed: int = 7) -> Report:
                 if k == kills // 2:
                     wallet.kill9()
                     wallet.start()
+                if fresh_every and (k + 1) % fresh_every == 0:
+                    state = c.tmp / f"state-fresh-{k + 1}"
+                    fresh += 1
                 t0 = time.monotonic()
                 worker = c.start_worker(data_dir=state)
                 restarts.append(time.monotonic() - t0)
@@ -82,6 +89,7 @@ def crash_storm(events: int, kills: int, seed: int = 7) -> Report:
         report.add(
             events=stats.sent,
             worker_kills=kills,
+            restarts_on_empty_data_dir=fresh,
             wallet_kills=wallet.kills,
             worker_restart_to_healthy_s=round(sum(restarts) / max(len(restarts), 1), 1),
             replays_skipped_last_worker=int(metric(worker, "rewards_replays_skipped_total")),

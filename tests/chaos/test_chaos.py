@@ -29,6 +29,11 @@ def test_crash_storm_kill_9_loses_and_doubles_no_coin():
     print("\n" + scenarios.crash_storm(EVENTS, KILLS).text())
 
 
+def test_crash_storm_with_replacement_machines_recovering_from_the_changelog():
+    """Every second restart on an empty data dir: state from the changelog alone."""
+    print("\n" + scenarios.crash_storm(EVENTS, KILLS, seed=17, fresh_every=2).text())
+
+
 def test_rebalance_kill_one_of_three_workers_and_add_it_back():
     print("\n" + scenarios.rebalance(EVENTS).text())
 
