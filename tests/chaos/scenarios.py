@@ -85,7 +85,7 @@ def crash_storm(events: int, kills: int, seed: int = 7, fresh_every: int = 0) ->
         finally:
             tally.close()
         stats = feeder.join()
-        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values)
+        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
         report.add(
             events=stats.sent,
             worker_kills=kills,
@@ -118,7 +118,7 @@ def rebalance(events: int, seed: int = 8) -> Report:
         finally:
             tally.close()
         stats = feeder.join()
-        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values)
+        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
         per_worker = [int(metric(w, "rewards_events_total")) for w in workers]
         report.add(
             events=stats.sent,
@@ -154,7 +154,7 @@ def broker_stall(events: int, stall_s: float, seed: int = 9) -> Report:
         finally:
             tally.close()
         stats = feeder.join()
-        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values)
+        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
         report.add(events=stats.sent, workers=2, stall_s=stall_s)
         for i, w in enumerate(workers):
             assert w.proc.poll() is None, f"worker {i + 1} died during the stall"
@@ -181,7 +181,9 @@ def graceful_stop(events: int, seed: int = 10) -> Report:
         stop_s = round(time.monotonic() - t0, 1)
         report.log(f"SIGTERM: exit code {code} after {stop_s}s")
         second = c.start_worker(data_dir=state)
-        _, tally = check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values)
+        _, tally = check_pipeline(
+            c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth
+        )
         skipped = int(metric(second, "rewards_replays_skipped_total"))
         _, totals = wallet.read()
         valid = sum(1 for _ in tally.decisions)
