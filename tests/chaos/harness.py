@@ -50,16 +50,6 @@ GROUP = "upi-rewards"  # the workers' consumer group (Settings.app_id)
 INTERNAL = (f"{GROUP}.txns-by-payer", f"{GROUP}.payments-by-pair")
 
 
-def size(full: int, reduced: int) -> int:
-    """Scenario size: ``CHAOS_FULL=1`` for the documented full size, else reduced.
-
-    ``CHAOS_EVENTS`` overrides the reduced event count (CI keeps it small).
-    """
-    if os.environ.get("CHAOS_FULL") == "1":
-        return full
-    return reduced
-
-
 @dataclass
 class Report:
     """What a scenario did and measured; ``rows`` keep insertion order for printing."""
