@@ -18,7 +18,6 @@ never a VPA.
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from rewards.feedgen import generate
 from rewards.rulebook import RuleBook, load_rules
 from rewards.simulate import Simulation, simulate
 from rewards.wallet import Totals, WalletLedger
@@ -48,16 +48,6 @@ from topologies.settings import DEFAULT_RULES
 
 GROUP = "upi-rewards"  # the workers' consumer group (Settings.app_id)
 INTERNAL = (f"{GROUP}.txns-by-payer", f"{GROUP}.payments-by-pair")
-
-
-def size(full: int, reduced: int) -> int:
-    """Scenario size: ``CHAOS_FULL=1`` for the documented full size, else reduced.
-
-    ``CHAOS_EVENTS`` overrides the reduced event count (CI keeps it small).
-    """
-    if os.environ.get("CHAOS_FULL") == "1":
-        return full
-    return reduced
 
 
 @dataclass
@@ -147,6 +137,10 @@ class Feeder:
         self.stats: FeedStats | None = None
         self.error: BaseException | None = None
         self.truth: dict[str, str] = {}
+        #: The messages in produce order (generation is deterministic per arguments).
+        self.values: list[bytes | None] = [
+            m.value for m in generate(count, seed, bad_share=bad_share, fraud_share=fraud_share)
+        ]
 
         def run() -> None:
             try:
@@ -411,6 +405,16 @@ class WalletProcess:
         )
         return done.stdout
 
+    def grants_of(self, user: str) -> list[tuple[str, str, int, str]]:
+        ledger = WalletLedger(self.db)
+        try:
+            rows = ledger.conn.execute(
+                "SELECT grant_id, kind, coins, reason FROM ledger WHERE user_vpa = ?", (user,)
+            )
+            return [(str(a), str(b), int(c), str(d)) for a, b, c, d in rows]
+        finally:
+            ledger.close()
+
     def read(self) -> tuple[dict[str, int], Totals]:
         ledger = WalletLedger(self.db)
         try:
@@ -426,8 +430,13 @@ def nonzero(balances: dict[str, int]) -> dict[str, int]:
     return {u: b for u, b in balances.items() if b}
 
 
-def compare_balances(got: dict[str, int], want: dict[str, int]) -> None:
-    """Exact equality per user; the failure message has counts and coin totals, no VPA."""
+def compare_balances(
+    got: dict[str, int],
+    want: dict[str, int],
+    explain: Callable[[list[str]], str] | None = None,
+) -> None:
+    """Exact equality per user; the failure message has counts and coin totals, no VPA
+    (``explain`` may add per-user evidence, with users numbered, not named)."""
     got, want = nonzero(got), nonzero(want)
     if got == want:
         return
@@ -438,6 +447,7 @@ def compare_balances(got: dict[str, int], want: dict[str, int]) -> None:
     raise AssertionError(
         f"wallet balances differ from the pure core for {len(wrong)} of {len(users)} users: "
         f"{more} coins too many (doubled), {less} coins missing (lost)"
+        + (("\n" + explain(sorted(wrong)[:5])) if explain else "")
     )
 
 
@@ -454,13 +464,113 @@ def metric(worker: Worker, name: str) -> float:
     return total
 
 
+def locate(
+    produced: list[bytes | None], feed: list[tuple[int, int, bytes | None, bytes | None]]
+) -> list[tuple[int, int]]:
+    """Match each produced message to its (partition, offset) on the broker.
+
+    Asserts the topic holds exactly the produced messages and that each
+    partition keeps produce order (so every user's events, keyed by payer, are
+    read by the worker in produce order).
+    """
+    assert len(feed) == len(produced), f"topic has {len(feed)} messages, produced {len(produced)}"
+    # A tombstone and an empty value may come back as either; both are "EMPTY".
+    indices: dict[bytes | None, list[int]] = {}
+    for i, value in enumerate(produced):
+        indices.setdefault(value or None, []).append(i)
+    cursor = dict.fromkeys(indices, 0)
+    where: list[tuple[int, int] | None] = [None] * len(produced)
+    last: dict[int, int] = {}
+    for partition, offset, _, raw in feed:
+        value = raw or None
+        pool = indices.get(value)
+        assert pool is not None, f"{topics.TRANSACTIONS}[{partition}]@{offset} was never produced"
+        assert cursor[value] < len(pool), f"{topics.TRANSACTIONS}[{partition}]@{offset}: extra copy"
+        i = pool[cursor[value]]
+        cursor[value] += 1
+        if len(pool) == 1:  # unique messages must keep produce order within a partition
+            assert i > last.get(partition, -1), (
+                f"{topics.TRANSACTIONS}[{partition}] is not in produce order at offset {offset}"
+            )
+            last[partition] = i
+        where[i] = (partition, offset)
+    located = [w for w in where if w is not None]
+    assert len(located) == len(produced)
+    return located
+
+
+CHANGELOG = f"{GROUP}-user-state-changelog"
+
+
+def changelog_state(bootstrap: str) -> dict[str, bytes]:
+    """The user-state table as a replacement machine would recover it: the changelog,
+    last value per key, tombstones deleting."""
+    state: dict[str, bytes] = {}
+    for _, _, key, value in read_topic(bootstrap, CHANGELOG):
+        name = (key or b"").decode()
+        if value is None:
+            state.pop(name, None)
+        else:
+            state[name] = value
+    return state
+
+
+def compare_state(
+    changelog: dict[str, bytes],
+    sim: Simulation,
+    where: list[tuple[int, int]],
+    skip_users: set[str],
+) -> int:
+    """The changelog must hold exactly the core's final state, per user key.
+
+    Sources stored in records are rewritten from the replay's (partition 0,
+    produce index) to the real feed position. Users in ``skip_users`` (circular
+    farmers: their flags arrive at another point than in the replay, which
+    changes holds, not coins) and the progress marks are left out. Returns the
+    number of keys compared.
+    """
+    pattern = re.compile(rb"upi\.transactions:0:(\d+)")
+
+    def real(match: re.Match[bytes]) -> bytes:
+        p, o = where[int(match.group(1))]
+        return f"upi.transactions:{p}:{o}".encode()
+
+    def keep(key: str) -> bool:
+        return not key.startswith("\x00") and key.split("\x1f", 1)[0] not in skip_users
+
+    want = {k: pattern.sub(real, v) for k, v in sim.state.items() if keep(k)}
+    got = {k: v for k, v in changelog.items() if keep(k)}
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    differ = [k for k in want if k in got and got[k] != want[k]]
+    if missing or extra or differ:
+        kinds = sorted({k.split("\x1f", 1)[1][:1] for k in missing + extra + differ if "\x1f" in k})
+        raise AssertionError(
+            f"the changelog (what a replacement machine recovers) differs from the core's state: "
+            f"{len(missing)} keys missing, {len(extra)} extra, {len(differ)} different "
+            f"(record kinds {kinds}; of {len(want)} keys)"
+        )
+    return len(want)
+
+
 def check_pipeline(
     cluster: Cluster,
     report: Report,
     wallet: WalletProcess,
     drain_timeout: float,
+    produced: list[bytes | None],
+    truth: dict[str, str] | None = None,
+    check_changelog: bool = True,
 ) -> tuple[Simulation, Tally]:
     """The exactness check shared by the scenarios; fills the report with the figures.
+
+    The replay runs the pure core over ``produced`` in produce order: each
+    user's events are keyed by payer, so per user that is the order on the
+    topic (checked by ``locate``) and hence the worker's; across users it is
+    the order the fraud windows (circular pairs) see in a live run, as in
+    tests/integration/test_fraud.py. (Partition-by-partition order would feed a
+    pair's two sides hours apart and move a circular flag relative to the
+    user's later payments, which changes capped coins: not a crash effect.)
 
     1. the group has committed every input (``wait_drained``);
     2. every feed message has its dead letter or at least one decision, and
@@ -468,8 +578,9 @@ def check_pipeline(
     3. the wallet's balance per user equals the pure core's replay, exactly.
     """
     drained_in = wait_drained(cluster.bootstrap, drain_timeout, report)
-    feed = read_topic(cluster.bootstrap, topics.TRANSACTIONS)
-    sim = replay(v for _, _, _, v in feed)
+    feed = read_topic(cluster.bootstrap, topics.TRANSACTIONS, expect=len(produced))
+    where = locate(produced, feed)
+    sim = replay(produced)
     tally = Tally(cluster.bootstrap)
     try:
         tally.settle(2.0)
@@ -481,7 +592,7 @@ def check_pipeline(
     valid = len(feed) - len(sim.dead_letters)
     decided = tally.counts[topics.DECISIONS]
     letters = {(int(str(d["partition"])), int(str(d["offset"]))) for d in tally.letters}
-    bad_positions = {(feed[d.offset][0], feed[d.offset][1]) for d in sim.dead_letters}
+    bad_positions = {where[d.offset] for d in sim.dead_letters}
     grant_records = tally.counts[topics.COIN_GRANTS]
     report.add(
         feed_messages=len(feed),
@@ -510,9 +621,36 @@ def check_pipeline(
     got_decided = Counter((str(d["user_vpa"]), str(d["txn_id"])) for d in tally.decisions)
     lost = sum((want_decided - got_decided).values())
     assert lost == 0 and decided >= valid, f"{lost} valid events have no decision (lost)"
-    compare_balances(balances, sim.balances())
+
+    def explain(users: list[str]) -> str:
+        lines = []
+        for n, user in enumerate(users, 1):
+            want_g = sorted(
+                (g.grant_id, g.kind.value, g.coins, g.reason.value)
+                for e in sim.effects
+                for g in e.grants
+                if g.user_vpa == user
+            )
+            got_g = sorted(wallet.grants_of(user))
+            lines.append(f"user#{n}: only in the wallet {sorted(set(got_g) - set(want_g))}")
+            lines.append(f"user#{n}: only in the replay {sorted(set(want_g) - set(got_g))}")
+            got_d = [
+                (d["txn_id"], d["outcome"], d["coins"])
+                for d in tally.decisions
+                if d["user_vpa"] == user
+            ]
+            want_d = [
+                (e.decision.txn_id, e.decision.outcome.value, e.decision.coins)
+                for e in sim.effects
+                if e.decision is not None and e.decision.user_vpa == user
+            ]
+            lines.append(f"user#{n}: decisions got  {got_d}")
+            lines.append(f"user#{n}: decisions want {want_d}")
+        return "\n".join(lines)
+
+    compare_balances(balances, sim.balances(), explain)
+    if check_changelog:
+        circular = {u for u, pattern in (truth or {}).items() if pattern == "circular"}
+        keys = compare_state(changelog_state(cluster.bootstrap), sim, where, circular)
+        report.add(changelog_keys_checked=keys)
     return sim, tally
-
-
-def pick(rng: random.Random, lo: float, hi: float) -> float:
-    return rng.uniform(lo, hi)

@@ -45,9 +45,12 @@ def _wallet(c_tmp: object, bootstrap: str) -> WalletProcess:
     return WalletProcess(bootstrap, tmp / "wallet.db", tmp / "wallet.log")
 
 
-def crash_storm(events: int, kills: int, seed: int = 7) -> Report:
+def crash_storm(events: int, kills: int, seed: int = 7, fresh_every: int = 0) -> Report:
     """kill -9 the worker at random moments mid-stream, ``kills`` times, restarting it
-    each time on the same data dir; the wallet itself is kill -9'd once too."""
+    each time on the same data dir (rocksdict + changelog); the wallet is kill -9'd once.
+
+    With ``fresh_every`` = n > 0, every n-th restart gets an empty data dir instead
+    (a replacement machine: state from the changelog alone)."""
     report = Report("crash storm (kill -9)")
     rng = random.Random(seed)
     with cluster("storm") as c:
@@ -60,6 +63,7 @@ def crash_storm(events: int, kills: int, seed: int = 7) -> Report:
         per_kill = max(events // (kills + 1), 10)
         ceiling = int(events * 0.9)  # always below what will eventually exist: never wait forever
         restarts: list[float] = []
+        fresh = 0
         try:
             for k in range(kills):
                 target = min(
@@ -72,16 +76,20 @@ def crash_storm(events: int, kills: int, seed: int = 7) -> Report:
                 if k == kills // 2:
                     wallet.kill9()
                     wallet.start()
+                if fresh_every and (k + 1) % fresh_every == 0:
+                    state = c.tmp / f"state-fresh-{k + 1}"
+                    fresh += 1
                 t0 = time.monotonic()
                 worker = c.start_worker(data_dir=state)
                 restarts.append(time.monotonic() - t0)
         finally:
             tally.close()
         stats = feeder.join()
-        check_pipeline(c, report, wallet, _drain_timeout(events))
+        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
         report.add(
             events=stats.sent,
             worker_kills=kills,
+            restarts_on_empty_data_dir=fresh,
             wallet_kills=wallet.kills,
             worker_restart_to_healthy_s=round(sum(restarts) / max(len(restarts), 1), 1),
             replays_skipped_last_worker=int(metric(worker, "rewards_replays_skipped_total")),
@@ -110,7 +118,7 @@ def rebalance(events: int, seed: int = 8) -> Report:
         finally:
             tally.close()
         stats = feeder.join()
-        check_pipeline(c, report, wallet, _drain_timeout(events))
+        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
         per_worker = [int(metric(w, "rewards_events_total")) for w in workers]
         report.add(
             events=stats.sent,
@@ -146,7 +154,7 @@ def broker_stall(events: int, stall_s: float, seed: int = 9) -> Report:
         finally:
             tally.close()
         stats = feeder.join()
-        check_pipeline(c, report, wallet, _drain_timeout(events))
+        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
         report.add(events=stats.sent, workers=2, stall_s=stall_s)
         for i, w in enumerate(workers):
             assert w.proc.poll() is None, f"worker {i + 1} died during the stall"
@@ -159,7 +167,8 @@ def graceful_stop(events: int, seed: int = 10) -> Report:
     report = Report("graceful stop (SIGTERM, restart)")
     with cluster("graceful") as c:
         wallet = _wallet(c.tmp, c.bootstrap)
-        Feeder(c.bootstrap, events, seed, fraud_share=0.01).join()
+        feeder = Feeder(c.bootstrap, events, seed, fraud_share=0.01)
+        feeder.join()
         state = c.tmp / "state"
         first = c.start_worker(data_dir=state)
         tally = Tally(c.bootstrap, [topics.DECISIONS])
@@ -172,7 +181,9 @@ def graceful_stop(events: int, seed: int = 10) -> Report:
         stop_s = round(time.monotonic() - t0, 1)
         report.log(f"SIGTERM: exit code {code} after {stop_s}s")
         second = c.start_worker(data_dir=state)
-        _, tally = check_pipeline(c, report, wallet, _drain_timeout(events))
+        _, tally = check_pipeline(
+            c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth
+        )
         skipped = int(metric(second, "rewards_replays_skipped_total"))
         _, totals = wallet.read()
         valid = sum(1 for _ in tally.decisions)
@@ -201,20 +212,26 @@ def hostile_stream(hostile_count: int, healthy: int, seed: int = 11) -> Report:
         good = list(generate(healthy, seed, bad_share=0.0, fraud_share=0.0))
         per = max(hostile_count // max(healthy, 1), 1)
         prod = producer([c.bootstrap])
+        produced: list[bytes | None] = []
         sent_hostile = 0
         for i, m in enumerate(good):
             doc = orjson.loads(m.value or b"{}")
             key = str(doc["payer_vpa"]).lower().encode()
             prod.send(topics.TRANSACTIONS, key=key, value=m.value)
+            produced.append(m.value)
             burst = per if i < len(good) - 1 else hostile_count - sent_hostile
             variants = hostile(rng, doc)
             for _ in range(min(burst, hostile_count - sent_hostile)):
-                prod.send(topics.TRANSACTIONS, key=key, value=next(variants))
+                value = next(variants)
+                prod.send(topics.TRANSACTIONS, key=key, value=value)
+                produced.append(value)
                 sent_hostile += 1
         prod.flush()
         prod.close()
         assert sent_hostile == hostile_count
-        sim, tally = check_pipeline(c, report, wallet, _drain_timeout(healthy + hostile_count))
+        sim, tally = check_pipeline(
+            c, report, wallet, _drain_timeout(healthy + hostile_count), produced
+        )
         feed = read_topic(c.bootstrap, topics.TRANSACTIONS)
         want_reasons = {
             (p, o): r.reason.value
