@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
     print()
     print(f"{'scenario':<10} {'result':<6} {'seconds':>8}  figures")
-    for name, result, seconds, report in results:
+    for name, result, seconds, done in results:
         figures = ""
-        if report is not None:
+        if done is not None:
             keep = ("events", "worker_kills", "wallet_duplicates_deduped", "decisions")
-            figures = "; ".join(f"{k}={report.rows[k]}" for k in keep if k in report.rows)
+            figures = "; ".join(f"{k}={done.rows[k]}" for k in keep if k in done.rows)
         print(f"{name:<10} {result.split(':')[0]:<6} {seconds:>8.1f}  {figures or result}")
     return 0 if all(r == "PASS" for _, r, _, _ in results) else 1
 

@@ -12,6 +12,7 @@ import random
 import signal
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import orjson
 
@@ -27,7 +28,6 @@ from tests.chaos.harness import (
     cluster,
     metric,
     read_topic,
-    wait_drained,
 )
 from tests.chaos.hostile import hostile
 from topologies import topics
@@ -38,10 +38,8 @@ def _drain_timeout(events: int) -> float:
     return max(300.0, events / 50)
 
 
-def _wallet(c_tmp: object, bootstrap: str) -> WalletProcess:
-    from pathlib import Path
-
-    tmp = Path(str(c_tmp))
+def _wallet(tmp: Path, bootstrap: str) -> WalletProcess:
+    """The reference wallet as its own process, with its SQLite file in the run's tmp dir."""
     return WalletProcess(bootstrap, tmp / "wallet.db", tmp / "wallet.log")
 
 
@@ -248,8 +246,8 @@ def hostile_stream(hostile_count: int, healthy: int, seed: int = 11) -> Report:
         want: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
         for e in sim.effects:
             if e.decision is not None:
-                d = e.decision
-                want[d.user_vpa].append((d.txn_id, d.outcome.value, d.coins))
+                dec = e.decision
+                want[dec.user_vpa].append((dec.txn_id, dec.outcome.value, dec.coins))
         got: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
         for d in tally.decisions:
             got[str(d["user_vpa"])].append(
@@ -258,8 +256,8 @@ def hostile_stream(hostile_count: int, healthy: int, seed: int = 11) -> Report:
         assert got == want, "healthy events around hostile ones were decided differently"
         assert worker.proc.poll() is None and worker.healthy(), "the worker did not survive"
         reasons: dict[str, int] = defaultdict(int)
-        for r in got_reasons.values():
-            reasons[str(r)] += 1
+        for reason in got_reasons.values():
+            reasons[str(reason)] += 1
         report.add(
             hostile_sent=hostile_count,
             healthy_sent=healthy,
@@ -276,5 +274,4 @@ __all__ = [
     "graceful_stop",
     "hostile_stream",
     "rebalance",
-    "wait_drained",
 ]
