@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from faust.types import EventT, TableT, TopicT
 
@@ -41,15 +40,12 @@ class Batch:
         self.emit = emit
         self.table = table
         self.view = BatchView(table)
+        self.outbox = emit.outbox()
         self._writes: list[tuple[EventT[bytes], str, bytes | None]] = []
-        self._sent: list[Any] = []
 
-    async def send(self, topic: TopicT, key: bytes | None, value: bytes) -> None:
-        self._sent.append(await self.emit.send(topic, key, value))
-
-    def sent(self, future: Any) -> None:
-        """Track an output queued elsewhere (dead letters) so commit waits for it."""
-        self._sent.append(future)
+    def send(self, topic: TopicT, key: bytes | None, value: bytes) -> None:
+        """Queue one output; ``commit`` hands the batch's outputs to the producer at once."""
+        self.outbox.add(topic, key, value)
 
     def stage(self, event: EventT[bytes], writes: tuple[tuple[str, bytes | None], ...]) -> None:
         """Queue one event's writes (``None`` deletes) in order; later reads see them."""
@@ -58,8 +54,8 @@ class Batch:
             self._writes.append((event, key, value))
 
     async def commit(self, extra: Sequence[tuple[EventT[bytes], bytes, bytes]] = ()) -> None:
-        """Wait for every output's ack, then write the table (each write in its event)."""
-        await asyncio.gather(*self._sent)
+        """Send the outputs, wait for every ack, then write the table (each write in its event)."""
+        await asyncio.gather(*await self.outbox.flush())
         table = self.table
         for event, key, value in self._writes:
             with within_event(event):

@@ -20,7 +20,7 @@ from faust.types import StreamT, TableT, TopicT
 from agents.batch import Batch
 from agents.context import within_event
 from agents.emit import Emitter
-from agents.ingest import internal_error, send_dead_letter
+from agents.ingest import internal_error, queue_dead_letter
 from agents.metrics import Metrics
 from rewards.circular import PairState, flags_for, pair_key
 from schemas.flag import PairPayment
@@ -56,9 +56,9 @@ def attach_circular(
                     where = f"{msg.topic}~{{side}}:{msg.partition}:{msg.offset}"
                     for flag in flags_for(hits, window_ms, where, now_ns):
                         value = flag.model_dump_json().encode()
-                        await batch.send(by_payer, flag.user_vpa.encode(), value)
+                        batch.send(by_payer, flag.user_vpa.encode(), value)
                     batch.stage(event, ((key, state.dump()),))
                 except Exception as exc:
                     letter = internal_error(event, exc)
-                    batch.sent(await send_dead_letter(emit, dead_letters, letter, metrics))
+                    queue_dead_letter(batch.outbox, dead_letters, letter, metrics)
             await batch.commit()

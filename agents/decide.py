@@ -21,7 +21,7 @@ from faust.types import EventT, StreamT, TableT, TopicT
 from agents.batch import Batch
 from agents.context import within_event
 from agents.emit import Emitter
-from agents.ingest import internal_error, send_dead_letter
+from agents.ingest import internal_error, queue_dead_letter
 from agents.metrics import Metrics
 from rewards.ledger import Effects, apply_flag, process
 from rewards.progress import Progress
@@ -72,22 +72,17 @@ def attach_decide(
                         else:
                             effects = process(message.txn, book, batch.view, message.source)
                 except Exception as exc:
-                    batch.sent(
-                        await send_dead_letter(
-                            emit, dead_letters, _parked(event, exc, message), metrics
-                        )
-                    )
+                    letter = _parked(event, exc, message)
+                    queue_dead_letter(batch.outbox, dead_letters, letter, metrics)
                     continue
                 user = message.user_vpa if isinstance(message, FraudFlag) else message.txn.payer_vpa
                 key = user.encode()
                 for alert in effects.alerts:
-                    await batch.send(alerts_topic, key, alert.model_dump_json().encode())
+                    batch.send(alerts_topic, key, alert.model_dump_json().encode())
                 for grant in effects.grants:
-                    await batch.send(grants_topic, key, grant.model_dump_json().encode())
+                    batch.send(grants_topic, key, grant.model_dump_json().encode())
                 if effects.decision is not None:
-                    await batch.send(
-                        decisions_topic, key, effects.decision.model_dump_json().encode()
-                    )
+                    batch.send(decisions_topic, key, effects.decision.model_dump_json().encode())
                 batch.stage(event, effects.writes)
                 decided.append((effects, message.ingested_ns))
             # Outputs first: nothing is marked done before the broker has it.

@@ -211,13 +211,23 @@ def wait_quiet(probe: Callable[[], int], quiet_s: float, timeout: float, proc: A
 
 
 def rate(stamps: list[int], n: int) -> dict[str, Any]:
-    first, last = min(stamps), max(stamps)
+    """Events per second between the first and last output; and between the 5th and
+    95th percentile outputs (steady state: no ramp-up or tail), and the per-second
+    output counts so stalls show."""
+    stamps = sorted(stamps)
+    first, last = stamps[0], stamps[-1]
     seconds = max(last - first, 1) / 1000
+    lo, hi = stamps[len(stamps) // 20], stamps[len(stamps) * 19 // 20]
+    per_second: dict[int, int] = defaultdict(int)
+    for ts in stamps:
+        per_second[(ts - first) // 1000] += 1
     return {
         "events": n,
         "outputs": len(stamps),
         "seconds": round(seconds, 2),
         "events_per_s": round(n / seconds),
+        "steady_events_per_s": round(0.9 * len(stamps) / max(hi - lo, 1) * 1000),
+        "outputs_per_second": [per_second[k] for k in range(max(per_second) + 1)],
     }
 
 
@@ -351,10 +361,13 @@ def bench_pipeline(root: Path, feed: list[FeedMessage], profile: bool) -> dict[s
         if profile:
             spy = subprocess.Popen(
                 [
-                    "py-spy",
+                    str(Path(sys.executable).parent / "py-spy"),
                     "record",
+                    "--format",
+                    "raw",
+                    "--idle",
                     "-o",
-                    str(run.work / "profile.svg"),
+                    str(run.work / "profile.txt"),
                     "--pid",
                     str(proc.pid),
                     "--rate",
@@ -640,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(res))
     print(
         f"\nJSON: {args.out}"
-        + (f"; profile in {root}/pipeline/profile.svg" if args.profile else "")
+        + (f"; profile {root}/pipeline/profile.txt (bench.profile_summary)" * args.profile)
     )
     return 0
 
