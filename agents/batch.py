@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from faust.types import EventT, TableT, TopicT
 
@@ -56,6 +57,35 @@ class Batch:
     async def commit(self, extra: Sequence[tuple[EventT[bytes], bytes, bytes]] = ()) -> None:
         """Send the outputs, wait for every ack, then write the table (each write in its event)."""
         await asyncio.gather(*await self.outbox.flush())
+        if self.emit.transactional:
+            self._write_through_faust(extra)
+            return
+        # Faust's Table.__setitem__ sends one changelog record per write through
+        # its ProducerBuffer; here the same records (same key, value and
+        # partition: the event's) leave as one record batch per partition, and
+        # the local store gets the same puts. Faust flushes the producer before
+        # it commits input offsets, as before.
+        table = self.table
+        store: Any = table.data
+        changelog = table.changelog_topic
+        out = self.emit.outbox()
+        out.on_sent(
+            changelog, lambda meta: store.set_persisted_offset(meta.topic_partition, meta.offset)
+        )
+        index = store._key_index
+        writes = [(event, key.encode(), value) for event, key, value in self._writes]
+        writes.extend(extra)
+        for event, raw_key, value in writes:
+            partition = event.message.partition
+            if value is None:
+                store._del(raw_key)
+            else:
+                index[raw_key] = partition
+                store._db_for_partition(partition).put(raw_key, value)
+            out.add(changelog, raw_key, value, partition)
+        await out.flush()
+
+    def _write_through_faust(self, extra: Sequence[tuple[EventT[bytes], bytes, bytes]]) -> None:
         table = self.table
         for event, key, value in self._writes:
             with within_event(event):

@@ -14,8 +14,9 @@ processed; then we pay that price.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import faust
 from faust.types import TopicT
@@ -26,11 +27,26 @@ class Emitter:
         self._app = app
         self.transactional = transactional
 
-    async def send(self, topic: TopicT, key: bytes | None, value: bytes) -> Awaitable[Any]:
+    async def send(
+        self, topic: TopicT, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Awaitable[Any]:
         """Queue one record; the returned future resolves when the broker acknowledges it."""
         if self.transactional:
-            return await topic.send(key=key, value=value)
-        return await self._app.producer.send(topic.get_topic_name(), key, value, None, None, None)
+            return await topic.send(key=key, value=value, partition=partition)
+        name = topic.get_topic_name()
+        return await self._app.producer.send(name, key, value, partition, None, None)
+
+    async def partitioner(self, topic: TopicT) -> Callable[[bytes], int]:
+        """The partition the producer would pick for a key of ``topic`` (its partitioner)."""
+        producer = self._producer()
+        name = topic.get_topic_name()
+        await producer.client._wait_on_metadata(name)
+        partition_of = producer._partition
+
+        def partition(key: bytes) -> int:
+            return int(partition_of(name, None, None, None, key, None))
+
+        return partition
 
     def outbox(self) -> Outbox:
         return Outbox(self)
@@ -46,15 +62,26 @@ class Outbox:
     def __init__(self, emit: Emitter) -> None:
         self._emit = emit
         self._topics: dict[str, TopicT] = {}
-        self._records: dict[str, list[tuple[bytes | None, bytes]]] = {}
+        self._records: dict[str, list[Record]] = {}
+        self._on_sent: dict[str, Callable[[Any], None]] = {}
 
-    def add(self, topic: TopicT, key: bytes | None, value: bytes) -> None:
+    def add(
+        self, topic: TopicT, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        """Queue one record; ``partition`` None: the producer's partitioner picks, by key."""
         name = topic.get_topic_name()
         records = self._records.get(name)
         if records is None:
             self._topics[name] = topic
             records = self._records[name] = []
-        records.append((key, value))
+        records.append((key, value, partition))
+
+    def on_sent(self, topic: TopicT, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(RecordMetadata)`` as each batch sent to ``topic`` is acknowledged.
+
+        The metadata is the *first* record's of the batch (aiokafka's ``send_batch``).
+        """
+        self._on_sent[topic.get_topic_name()] = callback
 
     def __len__(self) -> int:
         return sum(len(r) for r in self._records.values())
@@ -65,17 +92,19 @@ class Outbox:
         futures: list[Awaitable[Any]] = []
         if self._emit.transactional:
             for name, recs in records.items():
-                for key, value in recs:
-                    futures.append(await self._emit.send(self._topics[name], key, value))
+                for key, value, fixed in recs:
+                    assert value is not None, "tombstones go through the table in transactions"
+                    futures.append(await self._emit.send(self._topics[name], key, value, fixed))
             return futures
         producer = self._emit._producer()
         for name, recs in records.items():
             await producer.client._wait_on_metadata(name)
             partition_of = producer._partition
-            per_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
-            for key, value in recs:
-                p = partition_of(name, None, None, None, key, value)
+            per_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+            for key, value, fixed in recs:
+                p = fixed if fixed is not None else partition_of(name, None, None, None, key, value)
                 per_partition.setdefault(p, []).append((key, value))
+            start = len(futures)
             for partition, part in per_partition.items():
                 builder = producer.create_batch()
                 for key, value in part:
@@ -91,4 +120,58 @@ class Outbox:
                     futures.append(await producer.send(name, value, key=key, partition=partition))
                 if builder.record_count():
                     futures.append(await producer.send_batch(builder, name, partition=partition))
+            callback = self._on_sent.get(name)
+            if callback is not None:
+                for fut in futures[start:]:
+                    cast(asyncio.Future[Any], fut).add_done_callback(_when_ok(callback))
         return futures
+
+
+Record = tuple[bytes | None, bytes | None, int | None]
+
+
+def _when_ok(callback: Callable[[Any], None]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            callback(fut.result())
+
+    return done
+
+
+#: Largest pack record (many items for one partition in one Kafka record).
+PACK_BYTES = 256 * 1024
+
+
+class Packer:
+    """Items bound for one topic, grouped per partition and packed into few records.
+
+    An item goes to the partition its key would go to on its own, so state
+    stays co-partitioned; items keep their order within a partition.
+    """
+
+    def __init__(self, topic: TopicT, partition: Callable[[bytes], int]) -> None:
+        self.topic = topic
+        self._partition = partition
+        self._items: dict[int, list[bytes]] = {}
+
+    def add(self, key: bytes, item: bytes) -> None:
+        self._items.setdefault(self._partition(key), []).append(item)
+
+    def into(self, outbox: Outbox) -> None:
+        for partition, items in self._items.items():
+            chunk: list[bytes] = []
+            size = 0
+            for item in items:
+                if chunk and size + len(item) > PACK_BYTES:
+                    outbox.add(self.topic, None, pack(chunk), partition)
+                    chunk, size = [], 0
+                chunk.append(item)
+                size += len(item) + 1
+            if chunk:
+                outbox.add(self.topic, None, pack(chunk), partition)
+        self._items = {}
+
+
+def pack(items: list[bytes]) -> bytes:
+    """``{"type":"pack","items":[...]}`` around already-encoded JSON items."""
+    return b'{"type":"pack","items":[' + b",".join(items) + b"]}"

@@ -15,7 +15,7 @@ import orjson
 from faust.streams import Stream
 from faust.types import EventT, StreamT, TopicT
 
-from agents.emit import Emitter, Outbox
+from agents.emit import Emitter, Outbox, Packer
 from agents.metrics import Metrics
 from rewards.circular import pair_key
 from rewards.validate import Source, dead_letter, decode
@@ -126,6 +126,8 @@ def attach_ingest(
         async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
             now_ns = time.time_ns()
             outbox = emit.outbox()
+            payers = Packer(by_payer, await emit.partitioner(by_payer))
+            pairs = Packer(by_pair, await emit.partitioner(by_pair)) if by_pair else None
             for event in events:
                 msg = event.message
                 try:
@@ -136,15 +138,18 @@ def attach_ingest(
                         continue
                     where = str(source)
                     raw = cast(bytes, msg.value)
-                    routed = routed_bytes(raw, where, now_ns)
-                    outbox.add(by_payer, result.payer_vpa.encode(), routed)
-                    if by_pair is not None:
+                    payers.add(result.payer_vpa.encode(), routed_bytes(raw, where, now_ns))
+                    if pairs is not None:
                         pair = pair_payment_doc(result, where, now_ns)
                         if pair is not None:
                             key = pair_key(pair["payer_vpa"], pair["payee_vpa"]).encode()
-                            outbox.add(by_pair, key, orjson.dumps(pair))
+                            pairs.add(key, orjson.dumps(pair))
                 except Exception as exc:
                     queue_dead_letter(outbox, dead_letters, internal_error(event, exc), metrics)
+            # One record per partition of each internal topic (schemas.routed.RoutedPack).
+            payers.into(outbox)
+            if pairs is not None:
+                pairs.into(outbox)
             # Acks are not awaited here: Faust flushes the producer before it
             # commits the feed offsets, as it did for one send per record.
             await outbox.flush()

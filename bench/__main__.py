@@ -26,6 +26,7 @@ same way for all three. Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import shutil
@@ -36,12 +37,13 @@ import tempfile
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
@@ -50,7 +52,7 @@ from rewards.ledger import SEP, MemoryState
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from topologies import topics
-from topologies.admin import ensure_topics, producer
+from topologies.admin import ensure_topics
 from topologies.broker import EmbeddedBroker, free_port
 from topologies.settings import DEFAULT_RULES
 
@@ -129,19 +131,54 @@ def new_run(root: Path, name: str) -> Run:
     return Run(work, broker)
 
 
+Record = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
+
+
+def produce_records(bootstrap: str, records: Iterable[Record], rate: float = 0.0) -> list[int]:
+    """Send records with aiokafka (C record builder; kafka-python's CRC is pure Python).
+
+    With ``rate`` > 0, paced at that many records/s. Returns each record's
+    CreateTime (ms), which the producer stamps at send.
+    """
+
+    async def run() -> list[int]:
+        prod = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            max_request_size=4 * 1024 * 1024,
+        )
+        await prod.start()
+        stamps: list[int] = []
+        futures = []
+        try:
+            started = time.monotonic()
+            for i, (topic, key, value, partition) in enumerate(records):
+                if rate > 0:
+                    delay = started + i / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                ts = time.time_ns() // 1_000_000
+                futures.append(
+                    await prod.send(topic, value, key=key, partition=partition, timestamp_ms=ts)
+                )
+                stamps.append(ts)
+                if len(futures) >= 20_000:
+                    await asyncio.gather(*futures)
+                    futures = []
+            await asyncio.gather(*futures)
+        finally:
+            await prod.stop()
+        return stamps
+
+    return asyncio.run(run())
+
+
 def produce(
     bootstrap: str, messages: Iterable[FeedMessage], topic: str = topics.TRANSACTIONS
 ) -> int:
-    prod = producer([bootstrap])
-    n = 0
-    try:
-        for m in messages:
-            prod.send(topic, key=m.key, value=m.value)
-            n += 1
-        prod.flush()
-    finally:
-        prod.close()
-    return n
+    return len(produce_records(bootstrap, ((topic, m.key, m.value, None) for m in messages)))
 
 
 def read_topics(
@@ -153,6 +190,7 @@ def read_topics(
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        check_crcs=False,  # kafka-python's CRC is pure Python: minutes for 200k records
         fetch_max_bytes=32 * 1024 * 1024,
     )
     tps = [
@@ -409,22 +447,14 @@ def bench_latency(root: Path, feed: list[FeedMessage], offered: float) -> dict[s
         wait_for(lambda: metric_total(port, ACCOUNTED) >= 1, 120, "warm-up", proc)
         rest = feed[:first] + feed[first + 1 :]
         log(f"latency: {len(rest):,} events at {offered:,.0f} ev/s (load {load_avg()})")
-        sent: dict[str, list[int]] = defaultdict(list)
-        prod = producer([run.bootstrap])
         started = time.monotonic()
-        try:
-            for i, m in enumerate(rest):
-                due = started + i / offered
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                ts = time.time_ns() // 1_000_000
-                prod.send(topics.TRANSACTIONS, key=m.key, value=m.value, timestamp_ms=ts)
-                if m.valid and m.value:
-                    sent[orjson.loads(m.value)["txn_id"]].append(ts)
-            prod.flush()
-        finally:
-            prod.close()
+        stamps = produce_records(
+            run.bootstrap, ((topics.TRANSACTIONS, m.key, m.value, None) for m in rest), offered
+        )
+        sent: dict[str, list[int]] = defaultdict(list)
+        for m, ts in zip(rest, stamps, strict=True):
+            if m.valid and m.value:
+                sent[orjson.loads(m.value)["txn_id"]].append(ts)
         achieved = len(rest) / (time.monotonic() - started)
         wait_for(lambda: metric_total(port, ACCOUNTED) >= len(feed), 600, "latency drain", proc)
         out = read_topics(run.bootstrap, [topics.DECISIONS], 1)
@@ -456,7 +486,8 @@ def bench_latency(root: Path, feed: list[FeedMessage], offered: float) -> dict[s
 def user_templates(book_path: Path, count: int) -> list[tuple[str, list[tuple[bytes, bytes]]]]:
     """Each user's records after a realistic feed, as the pure core writes them."""
     book = load_rules(book_path)
-    sim = simulate((m.value for m in generate(count, seed=7)), book)
+    feed = generate(count, seed=7, users=count // 2, fraud_share=0.01)
+    sim = simulate((m.value for m in feed), book)
     state: MemoryState = sim.state
     per_user: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
     for key, value in state.items():
@@ -468,9 +499,10 @@ def user_templates(book_path: Path, count: int) -> list[tuple[str, list[tuple[by
 
 def fill_changelog(bootstrap: str, users: int) -> dict[str, Any]:
     templates = user_templates(DEFAULT_RULES, 20_000)
-    prod = producer([bootstrap])
     records = size = 0
-    try:
+
+    def build() -> Iterator[Record]:
+        nonlocal records, size
         for i in range(users):
             old, recs = templates[i % len(templates)]
             local, _, handle = old.partition("@")
@@ -480,12 +512,11 @@ def fill_changelog(bootstrap: str, users: int) -> dict[str, Any]:
             for key, value in recs:
                 k = news + key[len(olds) :]
                 v = value.replace(olds, news)
-                prod.send(CHANGELOG, key=k, value=v, partition=partition)
                 records += 1
                 size += len(k) + len(v)
-        prod.flush()
-    finally:
-        prod.close()
+                yield CHANGELOG, k, v, partition
+
+    produce_records(bootstrap, build())
     return {"users": users, "records": records, "bytes": size, "template_users": len(templates)}
 
 
@@ -593,13 +624,16 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    p.add_argument("--count", type=int, default=200_000, help="events for the throughput runs")
-    p.add_argument("--users", type=int, default=100_000, help="distinct users in the feed")
+    p.add_argument("--count", type=int, help="events for the throughput runs (200,000)")
+    p.add_argument("--users", type=int, help="distinct users in the feed (100,000)")
     p.add_argument("--rate", type=float, default=2000.0, help="offered load of the latency run")
-    p.add_argument("--latency-seconds", type=float, default=30.0)
-    p.add_argument("--recovery-users", type=int, default=1_000_000)
+    p.add_argument("--latency-seconds", type=float, help="length of the latency run (30)")
+    p.add_argument("--recovery-users", type=int, help="users in the recovered state (1,000,000)")
     p.add_argument(
-        "--quick", action="store_true", help="20k events, 10 s of latency, 100k users to recover"
+        "--quick",
+        action="store_true",
+        help="defaults for a short run: 20k events over 20k users, 10 s of latency, "
+        "100k users to recover",
     )
     p.add_argument(
         "--only",
@@ -611,9 +645,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "results.json")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: brokers and workers too
-    if args.quick:
-        args.count, args.latency_seconds, args.recovery_users = 20_000, 10.0, 100_000
-        args.users = min(args.users, 20_000)
+    quick, full = (20_000, 20_000, 10.0, 100_000), (200_000, 100_000, 30.0, 1_000_000)
+    defaults = quick if args.quick else full
+    for name, default in zip(
+        ("count", "users", "latency_seconds", "recovery_users"), defaults, strict=True
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     only = set(args.only.split(","))
     root = Path(tempfile.mkdtemp(prefix="upi-rewards-bench-"))
     log(f"scratch {root}; generating {args.count:,} events over {args.users:,} users")

@@ -52,3 +52,53 @@ def test_pair_payment_doc_validates_as_the_contract():
             assert model is None
             continue
         assert PairPayment.model_validate_json(orjson.dumps(doc)) == model
+
+
+def test_packs_keep_items_per_partition_in_order_and_decode_as_the_contract():
+    from agents.circular import ByPair
+    from agents.emit import PACK_BYTES, Outbox, Packer
+    from schemas.flag import PairPack
+    from schemas.routed import RoutedPack
+
+    class Topic:
+        def get_topic_name(self) -> str:
+            return "t"
+
+    sent: list[tuple[bytes | None, bytes, int | None]] = []
+
+    class Box(Outbox):
+        def __init__(self) -> None:
+            pass
+
+        def add(self, topic, key, value, partition=None):
+            sent.append((key, value, partition))
+
+    routed, pairs = [], []
+    for offset, m in enumerate(generate(4000, seed=3, bad_share=0.0)):
+        source = Source("upi.transactions", 1, offset)
+        txn = decode(m.value, source)
+        assert isinstance(txn, Transaction) and m.value is not None
+        routed.append((txn.payer_vpa, routed_bytes(m.value, str(source), 5)))
+        doc = pair_payment_doc(txn, str(source), 5)
+        if doc is not None:
+            pairs.append((doc["payer_vpa"], orjson.dumps(doc)))
+
+    def partition(key: bytes) -> int:
+        return len(key) % 3
+
+    for items, adapter, kind in ((routed, ByPayer, RoutedPack), (pairs, ByPair, PairPack)):
+        sent.clear()
+        packer = Packer(Topic(), partition)  # type: ignore[arg-type]
+        for user, item in items:
+            packer.add(user.encode(), item)
+        packer.into(Box())
+        got: dict[int, list[object]] = {}
+        for key, value, p in sent:
+            assert key is None and p is not None and len(value) <= PACK_BYTES + 4096
+            pack = adapter.validate_json(value)
+            assert isinstance(pack, kind)
+            got.setdefault(p, []).extend(pack.items)
+        for p in range(3):
+            want = [adapter.validate_json(i) for u, i in items if partition(u.encode()) == p]
+            assert got.get(p, []) == want
+        assert len(sent) >= 3
