@@ -63,15 +63,12 @@ class Batch:
         # Faust's Table.__setitem__ sends one changelog record per write through
         # its ProducerBuffer; here the same records (same key, value and
         # partition: the event's) leave as one record batch per partition, and
-        # the local store gets the same puts. Faust flushes the producer before
-        # it commits input offsets, as before.
+        # the local store gets the same puts.
         table = self.table
         store: Any = table.data
         changelog = table.changelog_topic
         out = self.emit.outbox()
-        out.on_sent(
-            changelog, lambda meta: store.set_persisted_offset(meta.topic_partition, meta.offset)
-        )
+        out.on_sent(changelog, store.set_persisted_offset)
         index = store._key_index
         writes = [(event, key.encode(), value) for event, key, value in self._writes]
         writes.extend(extra)
@@ -83,7 +80,11 @@ class Batch:
                 index[raw_key] = partition
                 store._db_for_partition(partition).put(raw_key, value)
             out.add(changelog, raw_key, value, partition)
-        await out.flush()
+        # Wait for the changelog's acks too (their callbacks set the store's
+        # persisted offsets first): the next batch's local puts never run ahead
+        # of an unacknowledged changelog, so a kill -9 cannot leave recovery a
+        # stale changelog tail to re-apply over newer local values.
+        await asyncio.gather(*await out.flush())
 
     def _write_through_faust(self, extra: Sequence[tuple[EventT[bytes], bytes, bytes]]) -> None:
         table = self.table

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from agents.batch import Batch
 from agents.context import within_event
-from agents.emit import Emitter
+from agents.emit import Emitter, records_per_batch
 from agents.ingest import internal_error, queue_dead_letter
 from agents.metrics import Metrics
 from rewards.circular import PairState, flags_for, pair_key
@@ -46,7 +46,8 @@ def attach_circular(
 ) -> None:
     @app.agent(by_pair, name="circular")
     async def circular(stream: StreamT[bytes]) -> None:
-        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
+        packs = cast(Stream[bytes], stream)  # records are packs of items (agents.emit.Packer)
+        async for events in packs.take_events(records_per_batch(batch_max), within=within_s):
             batch = Batch(emit, table)
             now_ns = time.time_ns()
             for event in events:

@@ -20,7 +20,7 @@ from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.batch import Batch
 from agents.context import within_event
-from agents.emit import Emitter
+from agents.emit import Emitter, records_per_batch
 from agents.ingest import internal_error, queue_dead_letter
 from agents.metrics import Metrics
 from rewards.ledger import Effects, apply_flag, process
@@ -48,7 +48,8 @@ def attach_decide(
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
-        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
+        packs = cast(Stream[bytes], stream)  # records are packs of items (agents.emit.Packer)
+        async for events in packs.take_events(records_per_batch(batch_max), within=within_s):
             batch = Batch(emit, table)
             decided: list[tuple[Effects, int]] = []
             progress: dict[int, tuple[EventT[bytes], Progress]] = {}

@@ -63,7 +63,7 @@ class Outbox:
         self._emit = emit
         self._topics: dict[str, TopicT] = {}
         self._records: dict[str, list[Record]] = {}
-        self._on_sent: dict[str, Callable[[Any], None]] = {}
+        self._on_sent: dict[str, Callable[[Any, int], None]] = {}
 
     def add(
         self, topic: TopicT, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -76,11 +76,10 @@ class Outbox:
             records = self._records[name] = []
         records.append((key, value, partition))
 
-    def on_sent(self, topic: TopicT, callback: Callable[[Any], None]) -> None:
-        """Call ``callback(RecordMetadata)`` as each batch sent to ``topic`` is acknowledged.
-
-        The metadata is the *first* record's of the batch (aiokafka's ``send_batch``).
-        """
+    def on_sent(self, topic: TopicT, callback: Callable[[Any, int], None]) -> None:
+        """Call ``callback(topic_partition, last offset)`` as each batch sent to ``topic``
+        is acknowledged (what Faust's table does per changelog record: the persisted
+        offset of the local store)."""
         self._on_sent[topic.get_topic_name()] = callback
 
     def __len__(self) -> int:
@@ -104,42 +103,57 @@ class Outbox:
             for key, value, fixed in recs:
                 p = fixed if fixed is not None else partition_of(name, None, None, None, key, value)
                 per_partition.setdefault(p, []).append((key, value))
-            start = len(futures)
+            sent: list[tuple[Awaitable[Any], int]] = []  # (future, records in it)
             for partition, part in per_partition.items():
                 builder = producer.create_batch()
                 for key, value in part:
                     if builder.append(timestamp=None, key=key, value=value) is not None:
                         continue
                     if builder.record_count():  # full: send it, start the next one
-                        sent = await producer.send_batch(builder, name, partition=partition)
-                        futures.append(sent)
+                        fut = await producer.send_batch(builder, name, partition=partition)
+                        sent.append((fut, builder.record_count()))
                         builder = producer.create_batch()
                         if builder.append(timestamp=None, key=key, value=value) is not None:
                             continue
                     # Larger than a whole batch on its own: the producer's own path.
-                    futures.append(await producer.send(name, value, key=key, partition=partition))
+                    fut = await producer.send(name, value, key=key, partition=partition)
+                    sent.append((fut, 1))
                 if builder.record_count():
-                    futures.append(await producer.send_batch(builder, name, partition=partition))
+                    fut = await producer.send_batch(builder, name, partition=partition)
+                    sent.append((fut, builder.record_count()))
             callback = self._on_sent.get(name)
-            if callback is not None:
-                for fut in futures[start:]:
-                    cast(asyncio.Future[Any], fut).add_done_callback(_when_ok(callback))
+            for fut, count in sent:
+                futures.append(fut)
+                if callback is not None:
+                    cast(asyncio.Future[Any], fut).add_done_callback(_when_ok(callback, count))
         return futures
 
 
 Record = tuple[bytes | None, bytes | None, int | None]
 
 
-def _when_ok(callback: Callable[[Any], None]) -> Callable[[asyncio.Future[Any]], None]:
+def _when_ok(callback: Callable[[Any, int], None], count: int) -> Callable[[Any], None]:
+    """On an ack: ``callback(topic_partition, offset of the last record of the batch)``."""
+
     def done(fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled() and fut.exception() is None:
-            callback(fut.result())
+            meta = fut.result()  # a batch's metadata carries its base offset
+            callback(meta.topic_partition, meta.offset + count - 1)
 
     return done
 
 
 #: Largest pack record (many items for one partition in one Kafka record).
 PACK_BYTES = 256 * 1024
+#: Most items in one pack. Faust's ``take_events`` counts records, so a stage
+#: reading packs takes ``batch_max // PACK_ITEMS`` records at a time to keep
+#: its batches (and so the wait before their outputs leave) near ``batch_max``.
+PACK_ITEMS = 250
+
+
+def records_per_batch(batch_max: int) -> int:
+    """How many records a stage reading packs takes at once."""
+    return max(1, batch_max // PACK_ITEMS)
 
 
 class Packer:
@@ -162,7 +176,7 @@ class Packer:
             chunk: list[bytes] = []
             size = 0
             for item in items:
-                if chunk and size + len(item) > PACK_BYTES:
+                if chunk and (size + len(item) > PACK_BYTES or len(chunk) >= PACK_ITEMS):
                     outbox.add(self.topic, None, pack(chunk), partition)
                     chunk, size = [], 0
                 chunk.append(item)
