@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-unit test-integration chaos lint typecheck schemas clean
+.PHONY: install demo bench bench-quick test test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/upi-rewards demo
 
+## Benchmarks (docs/performance.md): ceiling, textbook Faust, upi-rewards, latency, state,
+## recovery; prints a table, writes var/bench/results.json. BENCH_ARGS=--quick for a short run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
 ## The full suite: lint, types, schema drift, unit and integration tests (real broker).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy agents schemas topologies rewards
+	$(BIN)/mypy agents schemas topologies rewards bench
 	$(BIN)/python -m schemas.export --check
 	$(BIN)/pytest tests
 
@@ -41,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy agents schemas topologies rewards
+	$(BIN)/mypy agents schemas topologies rewards bench
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
