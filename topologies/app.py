@@ -65,12 +65,21 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         )
     }
     dead_letters = outputs["dead_letters"]
+    # Faust's RocksDB defaults (64 MB write buffer x3, 2 GiB block cache) are
+    # per partition store: 8 partitions x 2 tables could hold GBs before a
+    # flush. Bounded here so memory scales predictably (docs/operations.md).
+    store_options = {
+        "driver": "rocksdict",
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024**2,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mb * 1024**2,
+    }
     state = app.Table(
         internal.state_table,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
-        options={"driver": "rocksdict"},
+        options=store_options,
     )
     emit = Emitter(app, transactional=settings.processing_guarantee == "exactly_once")
     batching = (settings.batch_max, within_s)
@@ -89,7 +98,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             partitions=settings.partitions,
             key_type=bytes,
             value_type=bytes,
-            options={"driver": "rocksdict"},
+            options=store_options,
         )
         attach_circular(
             app, emit, by_pair, pairs, by_payer, dead_letters, circular_ms, metrics, *batching

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     create_topics: bool = Field(
         default=True, description="create missing input/output topics at startup (dev, demo)"
     )
+    rocksdb_write_buffer_mb: int = Field(
+        default=8, ge=1, description="RocksDB memtable size per partition store (x2 at most)"
+    )
+    rocksdb_block_cache_mb: int = Field(
+        default=32, ge=1, description="RocksDB read cache per partition store"
+    )
     batch_max: int = Field(default=2000, ge=1, description="events per processing batch")
     batch_within_ms: int = Field(default=50, ge=1, description="max wait to fill a batch")
     producer_linger_ms: int = Field(
