@@ -41,12 +41,15 @@ class Batch:
         self.emit = emit
         self.table = table
         self.view = BatchView(table)
-        self.outbox = emit.outbox()
         self._writes: list[tuple[EventT[bytes], str, bytes | None]] = []
+        self._sent: list[Any] = []
 
-    def send(self, topic: TopicT, key: bytes | None, value: bytes) -> None:
-        """Queue one output; ``commit`` hands the batch's outputs to the producer at once."""
-        self.outbox.add(topic, key, value)
+    async def send(self, topic: TopicT, key: bytes | None, value: bytes) -> None:
+        self._sent.append(await self.emit.send(topic, key, value))
+
+    def sent(self, future: Any) -> None:
+        """Track an output queued elsewhere (dead letters) so commit waits for it."""
+        self._sent.append(future)
 
     def stage(self, event: EventT[bytes], writes: tuple[tuple[str, bytes | None], ...]) -> None:
         """Queue one event's writes (``None`` deletes) in order; later reads see them."""
@@ -55,38 +58,8 @@ class Batch:
             self._writes.append((event, key, value))
 
     async def commit(self, extra: Sequence[tuple[EventT[bytes], bytes, bytes]] = ()) -> None:
-        """Send the outputs, wait for every ack, then write the table (each write in its event)."""
-        await asyncio.gather(*await self.outbox.flush())
-        if self.emit.transactional:
-            self._write_through_faust(extra)
-            return
-        # Faust's Table.__setitem__ sends one changelog record per write through
-        # its ProducerBuffer; here the same records (same key, value and
-        # partition: the event's) leave as one record batch per partition, and
-        # the local store gets the same puts.
-        table = self.table
-        store: Any = table.data
-        changelog = table.changelog_topic
-        out = self.emit.outbox()
-        out.on_sent(changelog, store.set_persisted_offset)
-        index = store._key_index
-        writes = [(event, key.encode(), value) for event, key, value in self._writes]
-        writes.extend(extra)
-        for event, raw_key, value in writes:
-            partition = event.message.partition
-            if value is None:
-                store._del(raw_key)
-            else:
-                index[raw_key] = partition
-                store._db_for_partition(partition).put(raw_key, value)
-            out.add(changelog, raw_key, value, partition)
-        # Wait for the changelog's acks too (their callbacks set the store's
-        # persisted offsets first): the next batch's local puts never run ahead
-        # of an unacknowledged changelog, so a kill -9 cannot leave recovery a
-        # stale changelog tail to re-apply over newer local values.
-        await asyncio.gather(*await out.flush())
-
-    def _write_through_faust(self, extra: Sequence[tuple[EventT[bytes], bytes, bytes]]) -> None:
+        """Wait for every output's ack, then write the table (each write in its event)."""
+        await asyncio.gather(*self._sent)
         table = self.table
         for event, key, value in self._writes:
             with within_event(event):

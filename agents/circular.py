@@ -16,20 +16,14 @@ from typing import cast
 import faust
 from faust.streams import Stream
 from faust.types import StreamT, TableT, TopicT
-from pydantic import TypeAdapter
 
 from agents.batch import Batch
 from agents.context import within_event
-from agents.emit import Emitter, records_per_batch
-from agents.ingest import internal_error, queue_dead_letter
+from agents.emit import Emitter
+from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.circular import PairState, flags_for, pair_key
-from schemas.flag import PairPack, PairPayment
-
-#: Pair payments per pack record at most (PACK_BYTES / the smallest item, with room).
-PACK_SLOTS = 100_000
-
-ByPair: TypeAdapter[PairPack | PairPayment] = TypeAdapter(PairPack | PairPayment)
+from schemas.flag import PairPayment
 
 
 def attach_circular(
@@ -46,39 +40,25 @@ def attach_circular(
 ) -> None:
     @app.agent(by_pair, name="circular")
     async def circular(stream: StreamT[bytes]) -> None:
-        packs = cast(Stream[bytes], stream)  # records are packs of items (agents.emit.Packer)
-        async for events in packs.take_events(records_per_batch(batch_max), within=within_s):
+        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
             batch = Batch(emit, table)
             now_ns = time.time_ns()
             for event in events:
                 msg = event.message
                 try:
-                    parsed = ByPair.validate_json(msg.value or b"")
+                    pair = PairPayment.model_validate_json(msg.value or b"")
+                    key = pair_key(pair.payer_vpa, pair.payee_vpa)
+                    with within_event(event):
+                        state = PairState.load(batch.view.get(key))
+                    hits = state.observe(
+                        window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa
+                    )
+                    where = f"{msg.topic}~{{side}}:{msg.partition}:{msg.offset}"
+                    for flag in flags_for(hits, window_ms, where, now_ns):
+                        value = flag.model_dump_json().encode()
+                        await batch.send(by_payer, flag.user_vpa.encode(), value)
+                    batch.stage(event, ((key, state.dump()),))
                 except Exception as exc:
                     letter = internal_error(event, exc)
-                    queue_dead_letter(batch.outbox, dead_letters, letter, metrics)
-                    continue
-                # A pack (schemas.flag.PairPack) or one pair payment. A flag's source
-                # is the pair record's position; inside a pack, item i of the record
-                # at offset o counts as offset o * PACK_SLOTS + i, so the decide
-                # stage's progress marks still see increasing offsets per path.
-                packed = isinstance(parsed, PairPack)
-                items = parsed.items if isinstance(parsed, PairPack) else (parsed,)
-                for i, pair in enumerate(items):
-                    try:
-                        key = pair_key(pair.payer_vpa, pair.payee_vpa)
-                        with within_event(event):
-                            state = PairState.load(batch.view.get(key))
-                        hits = state.observe(
-                            window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa
-                        )
-                        offset = msg.offset * PACK_SLOTS + i if packed else msg.offset
-                        where = f"{msg.topic}~{{side}}:{msg.partition}:{offset}"
-                        for flag in flags_for(hits, window_ms, where, now_ns):
-                            value = flag.model_dump_json().encode()
-                            batch.send(by_payer, flag.user_vpa.encode(), value)
-                        batch.stage(event, ((key, state.dump()),))
-                    except Exception as exc:
-                        letter = internal_error(event, exc)
-                        queue_dead_letter(batch.outbox, dead_letters, letter, metrics)
+                    batch.sent(await send_dead_letter(emit, dead_letters, letter, metrics))
             await batch.commit()

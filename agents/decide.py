@@ -20,8 +20,8 @@ from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.batch import Batch
 from agents.context import within_event
-from agents.emit import Emitter, records_per_batch
-from agents.ingest import internal_error, queue_dead_letter
+from agents.emit import Emitter
+from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.ledger import Effects, apply_flag, process
 from rewards.progress import Progress
@@ -29,7 +29,7 @@ from rewards.rulebook import RuleBook
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
 from schemas.flag import FraudFlag
-from schemas.routed import ByPayer, RoutedPack, RoutedTransaction
+from schemas.routed import ByPayer, RoutedTransaction
 
 
 def attach_decide(
@@ -48,55 +48,48 @@ def attach_decide(
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
-        packs = cast(Stream[bytes], stream)  # records are packs of items (agents.emit.Packer)
-        async for events in packs.take_events(records_per_batch(batch_max), within=within_s):
+        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
             batch = Batch(emit, table)
             decided: list[tuple[Effects, int]] = []
             progress: dict[int, tuple[EventT[bytes], Progress]] = {}
             for event in events:
+                message: RoutedTransaction | FraudFlag | None = None
                 try:
-                    parsed = ByPayer.validate_json(event.message.value or b"")
-                except Exception as exc:
-                    letter = internal_error(event, exc)
-                    queue_dead_letter(batch.outbox, dead_letters, letter, metrics)
-                    continue
-                # A pack (schemas.routed.RoutedPack) or one item; each item as before.
-                items = parsed.items if isinstance(parsed, RoutedPack) else (parsed,)
-                for message in items:
-                    try:
-                        partition = event.message.partition
-                        if partition not in progress:
-                            with within_event(event):
-                                raw = table.get(progress_key(partition))
-                            progress[partition] = (event, Progress(raw))
-                        marks = progress[partition][1]
-                        if marks.done(message.source):
-                            metrics.replays_skipped.inc()
-                            continue
-                        marks.finish(message.source)
+                    message = ByPayer.validate_json(event.message.value or b"")
+                    partition = event.message.partition
+                    if partition not in progress:
                         with within_event(event):
-                            if isinstance(message, FraudFlag):
-                                effects = apply_flag(message, book, batch.view)
-                            else:
-                                effects = process(message.txn, book, batch.view, message.source)
-                    except Exception as exc:
-                        letter = _parked(event, exc, message)
-                        queue_dead_letter(batch.outbox, dead_letters, letter, metrics)
+                            raw = table.get(progress_key(partition))
+                        progress[partition] = (event, Progress(raw))
+                    marks = progress[partition][1]
+                    if marks.done(message.source):
+                        metrics.replays_skipped.inc()
                         continue
-                    if isinstance(message, FraudFlag):
-                        user = message.user_vpa
-                    else:
-                        user = message.txn.payer_vpa
-                    key = user.encode()
-                    for alert in effects.alerts:
-                        batch.send(alerts_topic, key, alert.model_dump_json().encode())
-                    for grant in effects.grants:
-                        batch.send(grants_topic, key, grant.model_dump_json().encode())
-                    if effects.decision is not None:
-                        value = effects.decision.model_dump_json().encode()
-                        batch.send(decisions_topic, key, value)
-                    batch.stage(event, effects.writes)
-                    decided.append((effects, message.ingested_ns))
+                    marks.finish(message.source)
+                    with within_event(event):
+                        if isinstance(message, FraudFlag):
+                            effects = apply_flag(message, book, batch.view)
+                        else:
+                            effects = process(message.txn, book, batch.view, message.source)
+                except Exception as exc:
+                    batch.sent(
+                        await send_dead_letter(
+                            emit, dead_letters, _parked(event, exc, message), metrics
+                        )
+                    )
+                    continue
+                user = message.user_vpa if isinstance(message, FraudFlag) else message.txn.payer_vpa
+                key = user.encode()
+                for alert in effects.alerts:
+                    await batch.send(alerts_topic, key, alert.model_dump_json().encode())
+                for grant in effects.grants:
+                    await batch.send(grants_topic, key, grant.model_dump_json().encode())
+                if effects.decision is not None:
+                    await batch.send(
+                        decisions_topic, key, effects.decision.model_dump_json().encode()
+                    )
+                batch.stage(event, effects.writes)
+                decided.append((effects, message.ingested_ns))
             # Outputs first: nothing is marked done before the broker has it.
             await batch.commit(
                 [

@@ -30,16 +30,6 @@ class PairPayment(BaseModel):
     ingested_ns: int
 
 
-class PairPack(BaseModel):
-    """Several pair payments for one partition of ``payments-by-pair``, in order, as one
-    record (one per ingest batch and partition; see ``schemas.routed.RoutedPack``)."""
-
-    model_config = _FROZEN
-
-    type: Literal["pack"] = "pack"
-    items: tuple[PairPayment, ...]
-
-
 class Violation(BaseModel):
     """A window that breaks a rule, ending at (and triggered by) one payment."""
 

@@ -29,34 +29,10 @@ def _kind(value: Any) -> str:
     return str(getattr(value, "type", "txn"))
 
 
-#: One message on ``txns-by-payer``: a user's event or a flag on them.
-ByPayerItem = Annotated[
-    Annotated[RoutedTransaction, Tag("txn")] | Annotated[FraudFlag, Tag("flag")],
-    Discriminator(_kind),
-]
-
-
-class RoutedPack(BaseModel):
-    """Several items for one partition of ``txns-by-payer``, in order, as one record.
-
-    The ingest stage sends one pack per processing batch and partition instead
-    of one record per event: the decide stage then pays Faust's per-record
-    cost once per pack (docs/performance.md). Items keep their own feed
-    source, so progress marks and replays work per item exactly as before.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    type: Literal["pack"] = "pack"
-    items: tuple[ByPayerItem, ...]
-
-
-#: What the decide stage reads from ``txns-by-payer``: an item or a pack of items.
+#: What the decide stage reads from ``txns-by-payer``: a user's event or a flag on them.
 ByPayer = TypeAdapter(
     Annotated[
-        Annotated[RoutedTransaction, Tag("txn")]
-        | Annotated[FraudFlag, Tag("flag")]
-        | Annotated[RoutedPack, Tag("pack")],
+        Annotated[RoutedTransaction, Tag("txn")] | Annotated[FraudFlag, Tag("flag")],
         Discriminator(_kind),
     ]
 )

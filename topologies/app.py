@@ -37,7 +37,6 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         producer_linger=settings.producer_linger_ms / 1000,
-        producer_max_batch_size=settings.producer_max_batch_bytes,
         broker_max_poll_records=settings.max_poll_records,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         web_enabled=True,

@@ -46,11 +46,6 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(
         default=5, ge=0, description="producer batching delay; 0 sends each record at once"
     )
-    producer_max_batch_bytes: int = Field(
-        default=512 * 1024,
-        ge=1024,
-        description="largest record batch per partition; a stage's batch of outputs fits one",
-    )
     max_poll_records: int = Field(default=5000, ge=1, description="records per consumer fetch")
     stream_buffer_maxsize: int = Field(
         default=16384, ge=1, description="records an agent may prefetch (back pressure)"
