@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.circular import attach_circular
 from agents.decide import attach_decide
@@ -112,7 +112,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         # so the default monitor stays and /metrics serves our registry alone.
         @app.page("/metrics")
         async def metrics_page(view: View, request: Request) -> Response:
-            body = generate_latest(REGISTRY)
+            body = generate_latest(metrics.registry)
             return view.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     health.install(app, metrics, book.version, settings.bootstrap_list())
