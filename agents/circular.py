@@ -11,15 +11,17 @@ increasing offsets per path, recognise a replayed flag.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import cast
 
 import faust
 from faust.streams import Stream
-from faust.types import StreamT, TableT, TopicT
+from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.batch import Batch
 from agents.context import within_event
 from agents.emit import Emitter
+from agents.guard import whole_batch
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.circular import PairState, flags_for, pair_key
@@ -38,27 +40,30 @@ def attach_circular(
     batch_max: int,
     within_s: float,
 ) -> None:
+    async def circular_batch(events: Sequence[EventT[bytes]]) -> None:
+        batch = Batch(emit, table)
+        now_ns = time.time_ns()
+        for event in events:
+            msg = event.message
+            try:
+                pair = PairPayment.model_validate_json(msg.value or b"")
+                key = pair_key(pair.payer_vpa, pair.payee_vpa)
+                with within_event(event):
+                    state = PairState.load(batch.view.get(key))
+                hits = state.observe(
+                    window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa
+                )
+                where = f"{msg.topic}~{{side}}:{msg.partition}:{msg.offset}"
+                for flag in flags_for(hits, window_ms, where, now_ns):
+                    value = flag.model_dump_json().encode()
+                    await batch.send(by_payer, flag.user_vpa.encode(), value)
+                batch.stage(event, ((key, state.dump()),))
+            except Exception as exc:
+                letter = internal_error(event, exc)
+                batch.sent(await send_dead_letter(emit, dead_letters, letter, metrics))
+        await batch.commit()
+
     @app.agent(by_pair, name="circular")
     async def circular(stream: StreamT[bytes]) -> None:
         async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
-            batch = Batch(emit, table)
-            now_ns = time.time_ns()
-            for event in events:
-                msg = event.message
-                try:
-                    pair = PairPayment.model_validate_json(msg.value or b"")
-                    key = pair_key(pair.payer_vpa, pair.payee_vpa)
-                    with within_event(event):
-                        state = PairState.load(batch.view.get(key))
-                    hits = state.observe(
-                        window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa
-                    )
-                    where = f"{msg.topic}~{{side}}:{msg.partition}:{msg.offset}"
-                    for flag in flags_for(hits, window_ms, where, now_ns):
-                        value = flag.model_dump_json().encode()
-                        await batch.send(by_payer, flag.user_vpa.encode(), value)
-                    batch.stage(event, ((key, state.dump()),))
-                except Exception as exc:
-                    letter = internal_error(event, exc)
-                    batch.sent(await send_dead_letter(emit, dead_letters, letter, metrics))
-            await batch.commit()
+            await whole_batch("circular", circular_batch(events))

@@ -12,6 +12,7 @@ never lost.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import cast
 
 import faust
@@ -21,6 +22,7 @@ from faust.types import EventT, StreamT, TableT, TopicT
 from agents.batch import Batch
 from agents.context import within_event
 from agents.emit import Emitter
+from agents.guard import whole_batch
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.ledger import Effects, apply_flag, process
@@ -46,59 +48,60 @@ def attach_decide(
     grants_topic, decisions_topic = outputs["grants"], outputs["decisions"]
     alerts_topic, dead_letters = outputs["alerts"], outputs["dead_letters"]
 
+    async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
+        batch = Batch(emit, table)
+        decided: list[tuple[Effects, int]] = []
+        progress: dict[int, tuple[EventT[bytes], Progress]] = {}
+        for event in events:
+            message: RoutedTransaction | FraudFlag | None = None
+            try:
+                message = ByPayer.validate_json(event.message.value or b"")
+                partition = event.message.partition
+                if partition not in progress:
+                    with within_event(event):
+                        raw = table.get(progress_key(partition))
+                    progress[partition] = (event, Progress(raw))
+                marks = progress[partition][1]
+                if marks.done(message.source):
+                    metrics.replays_skipped.inc()
+                    continue
+                marks.finish(message.source)
+                with within_event(event):
+                    if isinstance(message, FraudFlag):
+                        effects = apply_flag(message, book, batch.view)
+                    else:
+                        effects = process(message.txn, book, batch.view, message.source)
+            except Exception as exc:
+                batch.sent(
+                    await send_dead_letter(
+                        emit, dead_letters, _parked(event, exc, message), metrics
+                    )
+                )
+                continue
+            user = message.user_vpa if isinstance(message, FraudFlag) else message.txn.payer_vpa
+            key = user.encode()
+            for alert in effects.alerts:
+                await batch.send(alerts_topic, key, alert.model_dump_json().encode())
+            for grant in effects.grants:
+                await batch.send(grants_topic, key, grant.model_dump_json().encode())
+            if effects.decision is not None:
+                await batch.send(decisions_topic, key, effects.decision.model_dump_json().encode())
+            batch.stage(event, effects.writes)
+            decided.append((effects, message.ingested_ns))
+        # Outputs first: nothing is marked done before the broker has it.
+        await batch.commit(
+            [
+                (event, progress_key(partition), marks.dump())
+                for partition, (event, marks) in progress.items()
+                if marks.changed
+            ]
+        )
+        _observe(metrics, decided)
+
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
         async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
-            batch = Batch(emit, table)
-            decided: list[tuple[Effects, int]] = []
-            progress: dict[int, tuple[EventT[bytes], Progress]] = {}
-            for event in events:
-                message: RoutedTransaction | FraudFlag | None = None
-                try:
-                    message = ByPayer.validate_json(event.message.value or b"")
-                    partition = event.message.partition
-                    if partition not in progress:
-                        with within_event(event):
-                            raw = table.get(progress_key(partition))
-                        progress[partition] = (event, Progress(raw))
-                    marks = progress[partition][1]
-                    if marks.done(message.source):
-                        metrics.replays_skipped.inc()
-                        continue
-                    marks.finish(message.source)
-                    with within_event(event):
-                        if isinstance(message, FraudFlag):
-                            effects = apply_flag(message, book, batch.view)
-                        else:
-                            effects = process(message.txn, book, batch.view, message.source)
-                except Exception as exc:
-                    batch.sent(
-                        await send_dead_letter(
-                            emit, dead_letters, _parked(event, exc, message), metrics
-                        )
-                    )
-                    continue
-                user = message.user_vpa if isinstance(message, FraudFlag) else message.txn.payer_vpa
-                key = user.encode()
-                for alert in effects.alerts:
-                    await batch.send(alerts_topic, key, alert.model_dump_json().encode())
-                for grant in effects.grants:
-                    await batch.send(grants_topic, key, grant.model_dump_json().encode())
-                if effects.decision is not None:
-                    await batch.send(
-                        decisions_topic, key, effects.decision.model_dump_json().encode()
-                    )
-                batch.stage(event, effects.writes)
-                decided.append((effects, message.ingested_ns))
-            # Outputs first: nothing is marked done before the broker has it.
-            await batch.commit(
-                [
-                    (event, progress_key(partition), marks.dump())
-                    for partition, (event, marks) in progress.items()
-                    if marks.changed
-                ]
-            )
-            _observe(metrics, decided)
+            await whole_batch("decide", decide_batch(events))
 
 
 def _parked(

@@ -6,8 +6,10 @@ crash here would stall every user on the partition.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
@@ -15,6 +17,7 @@ from faust.streams import Stream
 from faust.types import EventT, StreamT, TopicT
 
 from agents.emit import Emitter
+from agents.guard import whole_batch
 from agents.metrics import Metrics
 from rewards.circular import pair_key
 from rewards.validate import Source, dead_letter, decode
@@ -96,29 +99,39 @@ def attach_ingest(
 ) -> None:
     """``by_pair`` is None when the circular detector is off: nothing is sent there."""
 
-    @app.agent(feed, name="ingest")
-    async def ingest(stream: StreamT[bytes]) -> None:
-        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
-            now_ns = time.time_ns()
-            for event in events:
-                msg = event.message
-                try:
-                    source = Source(msg.topic, msg.partition, msg.offset)
-                    result = decode(msg.value, source)
-                    if isinstance(result, DeadLetter):
-                        await send_dead_letter(emit, dead_letters, result, metrics)
-                        continue
-                    routed = RoutedTransaction(
-                        txn=result,
-                        source=str(source),
-                        ingested_ns=now_ns,
-                    )
+    async def ingest_batch(events: Sequence[EventT[bytes]]) -> None:
+        now_ns = time.time_ns()
+        sent: list[Any] = []
+        for event in events:
+            msg = event.message
+            try:
+                source = Source(msg.topic, msg.partition, msg.offset)
+                result = decode(msg.value, source)
+                if isinstance(result, DeadLetter):
+                    sent.append(await send_dead_letter(emit, dead_letters, result, metrics))
+                    continue
+                routed = RoutedTransaction(
+                    txn=result,
+                    source=str(source),
+                    ingested_ns=now_ns,
+                )
+                sent.append(
                     await emit.send(
                         by_payer, result.payer_vpa.encode(), routed.model_dump_json().encode()
                     )
-                    pair = pair_payment(result, source, now_ns) if by_pair else None
-                    if by_pair is not None and pair is not None:
-                        key = pair_key(pair.payer_vpa, pair.payee_vpa).encode()
-                        await emit.send(by_pair, key, pair.model_dump_json().encode())
-                except Exception as exc:
-                    await send_dead_letter(emit, dead_letters, internal_error(event, exc), metrics)
+                )
+                pair = pair_payment(result, source, now_ns) if by_pair else None
+                if by_pair is not None and pair is not None:
+                    key = pair_key(pair.payer_vpa, pair.payee_vpa).encode()
+                    sent.append(await emit.send(by_pair, key, pair.model_dump_json().encode()))
+            except Exception as exc:
+                letter = internal_error(event, exc)
+                sent.append(await send_dead_letter(emit, dead_letters, letter, metrics))
+        # Every forward acknowledged before the stream acks the batch: a forward
+        # the broker refused fails the batch (agents.guard), it is never committed past.
+        await asyncio.gather(*sent)
+
+    @app.agent(feed, name="ingest")
+    async def ingest(stream: StreamT[bytes]) -> None:
+        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
+            await whole_batch("ingest", ingest_batch(events))

@@ -1,0 +1,112 @@
+"""agents.guard: a batch finishes whole under cancellation, and a failed batch dies first."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.guard import whole_batch
+
+
+class Died(Exception):
+    pass
+
+
+def _die(stage: str, exc: BaseException) -> None:
+    raise Died(stage, type(exc).__name__)
+
+
+def test_a_cancelled_caller_waits_for_the_batch_to_finish() -> None:
+    done: list[str] = []
+
+    async def batch() -> None:
+        await asyncio.sleep(0.05)  # e.g. waiting for the broker's acks
+        done.append("written")
+
+    async def main() -> None:
+        caller = asyncio.ensure_future(whole_batch("decide", batch(), die=_die))
+        await asyncio.sleep(0.01)
+        caller.cancel()  # Faust stopping the agent mid-batch
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert done == ["written"], "the cancellation overtook the batch"
+
+    asyncio.run(main())
+
+
+def test_repeated_cancellation_still_finishes_the_batch() -> None:
+    done: list[str] = []
+
+    async def batch() -> None:
+        await asyncio.sleep(0.05)
+        done.append("written")
+
+    async def main() -> None:
+        caller = asyncio.ensure_future(whole_batch("decide", batch(), die=_die))
+        for _ in range(3):
+            await asyncio.sleep(0.01)
+            caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert done == ["written"]
+
+    asyncio.run(main())
+
+
+def test_a_failed_batch_dies_instead_of_returning_to_the_stream() -> None:
+    async def batch() -> None:
+        await asyncio.sleep(0)
+        raise ConnectionError("broker refused the output")
+
+    with pytest.raises(Died) as info:
+        asyncio.run(whole_batch("ingest", batch(), die=_die))
+    assert info.value.args == ("ingest", "ConnectionError")
+
+
+def test_a_batch_failing_after_a_cancellation_still_dies() -> None:
+    async def batch() -> None:
+        await asyncio.sleep(0.03)
+        raise TimeoutError("acks never came")
+
+    async def main() -> None:
+        caller = asyncio.ensure_future(whole_batch("circular", batch(), die=_die))
+        await asyncio.sleep(0.01)
+        caller.cancel()
+        with pytest.raises(Died):
+            await caller
+
+    asyncio.run(main())
+
+
+def test_a_good_batch_returns_normally() -> None:
+    done: list[int] = []
+
+    async def batch() -> None:
+        done.append(1)
+
+    asyncio.run(whole_batch("decide", batch(), die=_die))
+    assert done == [1]
+
+
+def test_the_default_fail_stop_exits_the_process_without_cleanup() -> None:
+    """Run in a child: os._exit must skip the ``finally`` that would ack the batch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio\n"
+        "from agents.guard import whole_batch\n"
+        "async def bad():\n"
+        "    raise RuntimeError('x')\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await whole_batch('decide', bad())\n"
+        "    finally:\n"
+        "        print('ACKED', flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 70
+    assert b"ACKED" not in proc.stdout
+    assert b"RuntimeError" in proc.stderr
