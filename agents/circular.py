@@ -20,6 +20,7 @@ from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.batch import Batch
 from agents.context import within_event
+from agents.continuity import for_faust
 from agents.emit import Emitter
 from agents.guard import whole_batch
 from agents.ingest import internal_error, send_dead_letter
@@ -40,7 +41,10 @@ def attach_circular(
     batch_max: int,
     within_s: float,
 ) -> None:
+    continuity = for_faust(app)  # internal topic: a jump is a dropped record
+
     async def circular_batch(events: Sequence[EventT[bytes]]) -> None:
+        continuity.check(events)  # raises before anything of the batch is done
         batch = Batch(emit, table)
         now_ns = time.time_ns()
         for event in events:

@@ -21,6 +21,7 @@ from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.batch import Batch
 from agents.context import within_event
+from agents.continuity import for_faust
 from agents.emit import Emitter
 from agents.guard import whole_batch
 from agents.ingest import internal_error, send_dead_letter
@@ -48,7 +49,10 @@ def attach_decide(
     grants_topic, decisions_topic = outputs["grants"], outputs["decisions"]
     alerts_topic, dead_letters = outputs["alerts"], outputs["dead_letters"]
 
+    continuity = for_faust(app)  # internal topic: a jump is a dropped record
+
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
+        continuity.check(events)  # raises before anything of the batch is done
         batch = Batch(emit, table)
         decided: list[tuple[Effects, int]] = []
         progress: dict[int, tuple[EventT[bytes], Progress]] = {}

@@ -9,38 +9,65 @@ acknowledged, state not written) would then never be replayed: a lost grant.
 So each batch runs as its own task:
 - a cancellation of the agent waits for the batch to finish, then propagates;
 - anything else escaping a batch (per-message errors are dead-lettered before
-  this point; what is left is the broker refusing or timing out an output)
-  ends the process at once, before the ``finally`` can run. The restart replays
-  from the last commit: an output can be repeated (same ids), never lost.
+  this point; what is left is the broker refusing or timing out an output, or
+  a record Faust never delivered, ``agents.continuity``) ends the process image
+  at once, before the ``finally`` can run: the worker re-executes itself (same
+  pid, same arguments, fresh state from the changelog) up to
+  ``REWARDS_FAIL_STOP_RESTARTS`` times, then exits with status 70 for the
+  orchestrator to restart. The restart replays from the last commit: an
+  output can be repeated (same ids), never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
+from agents.continuity import RecordSkipped
+
 log = logging.getLogger(__name__)
+
+#: Errors whose text names only topics and offsets, never a payload.
+_SAFE_TO_PRINT = (RecordSkipped,)
 
 #: Exit status of a fail-stop (EX_SOFTWARE): a supervisor restarts the worker.
 FAIL_STOP_STATUS = 70
 
 
+#: How many times this process lineage has re-executed itself after a fail-stop.
+RESTARTS_ENV = "REWARDS_FAIL_STOPS"
+#: Re-executions allowed before exiting for good (the orchestrator's turn).
+LIMIT_ENV = "REWARDS_FAIL_STOP_RESTARTS"
+
+
 def fail_stop(stage: str, exc: BaseException) -> NoReturn:
-    """Exit now: no ``finally``, no ack, no offset commit, no clean-shutdown mark."""
-    # The type only: exception texts can quote payloads, and payloads carry VPAs.
+    """Leave now: no ``finally``, no ack, no offset commit, no clean-shutdown mark."""
+    done = int(os.environ.get(RESTARTS_ENV, "0"))
+    limit = int(os.environ.get(LIMIT_ENV, "3"))
+    again = done < limit
+    # The type and offsets only: exception texts can quote payloads (VPAs).
     log.critical(
-        "%s: batch failed with %s; exiting (status %d) so nothing of it is acked",
+        "%s: batch failed with %s%s; %s so nothing of it is acked",
         stage,
         type(exc).__name__,
-        FAIL_STOP_STATUS,
+        f" ({exc})" if isinstance(exc, _SAFE_TO_PRINT) else "",
+        f"re-executing the worker ({done + 1}/{limit})"
+        if again
+        else f"exiting with status {FAIL_STOP_STATUS}",
     )
     for handler in logging.getLogger().handlers:
         handler.flush()
+    sys.stdout.flush()
     sys.stderr.flush()
+    if again:
+        os.environ[RESTARTS_ENV] = str(done + 1)
+        with contextlib.suppress(OSError):  # cannot re-execute: exit instead
+            os.execv(sys.executable, sys.orig_argv)
     os._exit(FAIL_STOP_STATUS)
 
 

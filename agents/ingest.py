@@ -16,6 +16,7 @@ import faust
 from faust.streams import Stream
 from faust.types import EventT, StreamT, TopicT
 
+from agents.continuity import fail_on_gap, for_faust
 from agents.emit import Emitter
 from agents.guard import whole_batch
 from agents.metrics import Metrics
@@ -96,10 +97,21 @@ def attach_ingest(
     metrics: Metrics,
     batch_max: int,
     within_s: float,
+    gaps: str = "fail",
 ) -> None:
-    """``by_pair`` is None when the circular detector is off: nothing is sent there."""
+    """``by_pair`` is None when the circular detector is off: nothing is sent there.
+
+    ``gaps``: what a jump in the feed's offsets does (``agents.continuity``).
+    """
+
+    def count_gap(topic: str, partition: int, first: int, last: int) -> None:
+        metrics.input_offset_gaps.labels(topic=topic).inc(last - first + 1)
+        log.warning("%s[%s]: offsets %s..%s never delivered", topic, partition, first, last)
+
+    continuity = for_faust(app, fail_on_gap if gaps == "fail" else count_gap)
 
     async def ingest_batch(events: Sequence[EventT[bytes]]) -> None:
+        continuity.check(events)  # before anything of the batch is sent
         now_ns = time.time_ns()
         sent: list[Any] = []
         for event in events:

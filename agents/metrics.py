@@ -59,6 +59,13 @@ class Metrics:
             "their outputs were already acknowledged.",
             registry=registry,
         )
+        self.input_offset_gaps = Counter(
+            "rewards_input_offset_gaps_total",
+            "Records missing between two consecutive deliveries of one input partition "
+            "(REWARDS_FEED_OFFSET_GAPS=count on the feed; elsewhere the worker fail-stops).",
+            ["topic"],
+            registry=registry,
+        )
         self.fraud_alerts = Counter(
             "rewards_fraud_alerts_total",
             "Fraud alerts raised on users, by detector rule.",

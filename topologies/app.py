@@ -102,7 +102,17 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         attach_circular(
             app, emit, by_pair, pairs, by_payer, dead_letters, circular_ms, metrics, *batching
         )
-    attach_ingest(app, emit, feed, by_payer, by_pair, dead_letters, metrics, *batching)
+    attach_ingest(
+        app,
+        emit,
+        feed,
+        by_payer,
+        by_pair,
+        dead_letters,
+        metrics,
+        *batching,
+        gaps=settings.feed_offset_gaps,
+    )
     attach_decide(app, emit, by_payer, state, outputs, book, metrics, *batching)
     if settings.faust_sensors:
         setup_prometheus_sensors(app, pattern="/metrics")

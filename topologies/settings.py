@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         default="at_least_once",
         description="exactly_once needs broker transactions (real Kafka only)",
     )
+    feed_offset_gaps: Literal["fail", "count"] = Field(
+        default="fail",
+        description="a jump in the feed's offsets: fail-stop and re-read (no record lost), "
+        "or count it only (for a transactional or compacted feed, where jumps are normal)",
+    )
     log_level: str = "info"
 
     def bootstrap_list(self) -> list[str]:

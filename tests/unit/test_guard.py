@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -91,9 +94,6 @@ def test_a_good_batch_returns_normally() -> None:
 
 def test_the_default_fail_stop_exits_the_process_without_cleanup() -> None:
     """Run in a child: os._exit must skip the ``finally`` that would ack the batch."""
-    import subprocess
-    import sys
-
     code = (
         "import asyncio\n"
         "from agents.guard import whole_batch\n"
@@ -106,7 +106,35 @@ def test_the_default_fail_stop_exits_the_process_without_cleanup() -> None:
         "        print('ACKED', flush=True)\n"
         "asyncio.run(main())\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    env = {**os.environ, "REWARDS_FAIL_STOP_RESTARTS": "0"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
     assert proc.returncode == 70
     assert b"ACKED" not in proc.stdout
     assert b"RuntimeError" in proc.stderr
+
+
+def test_a_fail_stop_re_executes_the_worker_up_to_the_limit_then_exits() -> None:
+    """Each incarnation starts from scratch (same pid, same argv); the lineage is bounded."""
+    code = (
+        "import asyncio, os\n"
+        "from agents.guard import whole_batch\n"
+        "print('START', os.getpid(), os.environ.get('REWARDS_FAIL_STOPS', '0'), flush=True)\n"
+        "async def bad():\n"
+        "    raise RuntimeError('x')\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await whole_batch('decide', bad())\n"
+        "    finally:\n"
+        "        print('ACKED', flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "REWARDS_FAIL_STOP_RESTARTS": "2"}
+    env.pop("REWARDS_FAIL_STOPS", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
+    starts = [
+        line.split() for line in proc.stdout.decode().splitlines() if line.startswith("START")
+    ]
+    assert [s[2] for s in starts] == ["0", "1", "2"]
+    assert len({s[1] for s in starts}) == 1, "re-executed in place, same pid"
+    assert b"ACKED" not in proc.stdout
+    assert proc.returncode == 70

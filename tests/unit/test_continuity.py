@@ -1,0 +1,93 @@
+"""agents.continuity: a record Faust never delivered stops the stage before anything is acked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from agents.continuity import Continuity, RecordSkipped, fail_on_gap
+
+
+@dataclass(frozen=True)
+class TP:
+    topic: str
+    partition: int
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+def events(*coords: tuple[int, int]) -> list[Event]:
+    return [Event(Message("t", p, o)) for p, o in coords]
+
+
+class Generation:
+    def __init__(self) -> None:
+        self.value = 1
+
+    def __call__(self) -> int:
+        return self.value
+
+
+def test_consecutive_offsets_per_partition_pass() -> None:
+    c = Continuity(fail_on_gap, Generation())
+    c.check(events((0, 4), (1, 13), (0, 5)))  # type: ignore[arg-type]
+    c.check(events((1, 14), (0, 6), (0, 7)))  # type: ignore[arg-type]
+
+
+def test_the_drop_seen_in_the_crash_test_is_caught() -> None:
+    """Partition 2 delivered 4, 5, 6, then 8: record 7 never reached the stage."""
+    c = Continuity(fail_on_gap, Generation())
+    c.check(events((2, 4), (1, 13)))  # type: ignore[arg-type]
+    c.check(events((0, 13), (2, 5), (2, 6)))  # type: ignore[arg-type]
+    with pytest.raises(RecordSkipped) as info:
+        c.check(events((1, 14), (2, 8)))  # type: ignore[arg-type]
+    assert (info.value.topic, info.value.partition, info.value.first, info.value.last) == (
+        "t",
+        2,
+        7,
+        7,
+    )
+
+
+def test_a_gap_inside_one_batch_is_caught() -> None:
+    c = Continuity(fail_on_gap, Generation())
+    with pytest.raises(RecordSkipped):
+        c.check(events((0, 1), (0, 2), (0, 5)))  # type: ignore[arg-type]
+
+
+def test_redelivery_after_a_seek_back_is_not_a_gap() -> None:
+    c = Continuity(fail_on_gap, Generation())
+    c.check(events((0, 10), (0, 11)))  # type: ignore[arg-type]
+    c.check(events((0, 8), (0, 9), (0, 10), (0, 11), (0, 12)))  # type: ignore[arg-type]
+
+
+def test_a_new_generation_starts_afresh() -> None:
+    generation = Generation()
+    c = Continuity(fail_on_gap, generation)
+    c.check(events((0, 10)))  # type: ignore[arg-type]
+    generation.value = 2  # rebalance: the partition may come back at its committed offset
+    c.check(events((0, 40)))  # type: ignore[arg-type]
+    with pytest.raises(RecordSkipped):
+        c.check(events((0, 42)))  # type: ignore[arg-type]
+
+
+def test_count_policy_reports_and_carries_on() -> None:
+    seen: list[tuple[str, int, int, int]] = []
+    c = Continuity(lambda *gap: seen.append(gap), Generation())
+    c.check(events((3, 1), (3, 4), (3, 5)))  # type: ignore[arg-type]
+    assert seen == [("t", 3, 2, 3)]
