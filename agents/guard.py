@@ -45,11 +45,33 @@ RESTARTS_ENV = "REWARDS_FAIL_STOPS"
 LIMIT_ENV = "REWARDS_FAIL_STOP_RESTARTS"
 
 
+_stopping = False
+_in_flight: set[asyncio.Future[None]] = set()
+
+
+def shutting_down() -> None:
+    """A stop was asked for (SIGTERM/SIGINT): no new batch starts, a fail-stop exits.
+
+    Faust's stop closes the tables before it stops the agents, so the worker
+    first lets the batches in flight finish (``drain``) and only then hands
+    over to Faust; a batch that fails anyway ends the process (nothing of it
+    acked) rather than starting a new one.
+    """
+    global _stopping
+    _stopping = True
+
+
+async def drain(timeout_s: float) -> None:
+    """Wait (bounded) for the batches in flight to finish."""
+    if _in_flight:
+        await asyncio.wait(list(_in_flight), timeout=timeout_s)
+
+
 def fail_stop(stage: str, exc: BaseException) -> NoReturn:
     """Leave now: no ``finally``, no ack, no offset commit, no clean-shutdown mark."""
     done = int(os.environ.get(RESTARTS_ENV, "0"))
     limit = int(os.environ.get(LIMIT_ENV, "3"))
-    again = done < limit
+    again = done < limit and not _stopping
     # The type and offsets only: exception texts can quote payloads (VPAs).
     log.critical(
         "%s: batch failed with %s%s; %s so nothing of it is acked",
@@ -77,7 +99,14 @@ async def whole_batch(
     die: Callable[[str, BaseException], Any] = fail_stop,
 ) -> None:
     """Run one batch to its end even if the caller is cancelled; die if it fails."""
+    if _stopping:
+        # Stopping: leave the batch unprocessed and unacked until Faust cancels
+        # the agent, after its final offset commit; a restart reads it again.
+        batch.close()
+        await asyncio.Event().wait()
     task = asyncio.ensure_future(batch)
+    _in_flight.add(task)
+    task.add_done_callback(_in_flight.discard)
     cancelled = False
     while not task.done():
         try:

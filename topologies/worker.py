@@ -5,12 +5,15 @@ Local table state is trusted only after a clean stop (see ``prepare_state_dir``)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import faust
 
+from agents import guard
 from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, wait_for_broker
@@ -59,6 +62,30 @@ def mark_clean(data_dir: Path) -> None:
     (data_dir / CLEAN_MARK).write_text("the worker stopped cleanly; local state is trusted\n")
 
 
+class _Worker(faust.Worker):
+    """On SIGTERM/SIGINT: finish the batches in flight, then let Faust stop (``agents.guard``)."""
+
+    def _on_sigterm(self) -> None:
+        self._after_batches(super()._on_sigterm)
+
+    def _on_sigint(self) -> None:
+        self._after_batches(super()._on_sigint)
+
+    _stopper: asyncio.Task[None] | None = None
+
+    def _after_batches(self, stop: Callable[[], None]) -> None:
+        if self._stopper is not None:  # a second signal: stop now
+            stop()
+            return
+        guard.shutting_down()
+
+        async def then_stop() -> None:
+            await guard.drain(timeout_s=30.0)
+            stop()
+
+        self._stopper = self.loop.create_task(then_stop())
+
+
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
     if settings.create_topics:
@@ -77,7 +104,7 @@ def run_worker(settings: Settings) -> int:
         flush=True,
     )
     app = build_app(settings, book)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = _Worker(app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()  # returns only via SystemExit
     except SystemExit as exit_:

@@ -9,7 +9,13 @@ import sys
 
 import pytest
 
+from agents import guard
 from agents.guard import whole_batch
+
+
+@pytest.fixture(autouse=True)
+def _not_stopping() -> None:
+    guard._stopping = False
 
 
 class Died(Exception):
@@ -137,4 +143,51 @@ def test_a_fail_stop_re_executes_the_worker_up_to_the_limit_then_exits() -> None
     assert [s[2] for s in starts] == ["0", "1", "2"]
     assert len({s[1] for s in starts}) == 1, "re-executed in place, same pid"
     assert b"ACKED" not in proc.stdout
+    assert proc.returncode == 70
+
+
+def test_after_a_stop_request_in_flight_batches_finish_and_new_ones_never_start() -> None:
+    done: list[str] = []
+
+    async def batch(name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        done.append(name)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(whole_batch("decide", batch("in flight", 0.05), die=_die))
+        await asyncio.sleep(0.01)
+        guard.shutting_down()  # SIGTERM
+        await guard.drain(timeout_s=5)
+        assert done == ["in flight"]
+        await first
+        later = asyncio.ensure_future(whole_batch("decide", batch("new", 0), die=_die))
+        await asyncio.sleep(0.05)
+        assert not later.done(), "a batch started after the stop request"
+        later.cancel()  # Faust cancelling the agent, after its final commit
+        with pytest.raises(asyncio.CancelledError):
+            await later
+        assert done == ["in flight"]
+
+    asyncio.run(main())
+
+
+def test_a_fail_stop_during_a_stop_exits_without_re_executing() -> None:
+    code = (
+        "import asyncio, os\n"
+        "from agents import guard\n"
+        "print('START', flush=True)\n"
+        "async def bad():\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    raise RuntimeError('table closed')\n"
+        "async def main():\n"
+        "    task = asyncio.ensure_future(guard.whole_batch('decide', bad()))\n"
+        "    await asyncio.sleep(0.01)\n"
+        "    guard.shutting_down()\n"
+        "    await task\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "REWARDS_FAIL_STOP_RESTARTS": "3"}
+    env.pop("REWARDS_FAIL_STOPS", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, env=env)
+    assert proc.stdout.decode().count("START") == 1
     assert proc.returncode == 70
