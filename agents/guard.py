@@ -50,12 +50,12 @@ _in_flight: set[asyncio.Future[None]] = set()
 
 
 def shutting_down() -> None:
-    """A stop was asked for (SIGTERM/SIGINT): no new batch starts, a fail-stop exits.
+    """A stop was asked for (SIGTERM/SIGINT): a fail-stop from now on exits, never re-executes.
 
-    Faust's stop closes the tables before it stops the agents, so the worker
-    first lets the batches in flight finish (``drain``) and only then hands
-    over to Faust; a batch that fails anyway ends the process (nothing of it
-    acked) rather than starting a new one.
+    Faust's stop closes the tables before it stops the agents (it waits for
+    the events being processed first), so the worker also lets the batches in
+    flight finish (``drain``) before it hands over to Faust; a batch that fails
+    anyway ends the process, nothing of it acked, rather than starting a new one.
     """
     global _stopping
     _stopping = True
@@ -99,11 +99,6 @@ async def whole_batch(
     die: Callable[[str, BaseException], Any] = fail_stop,
 ) -> None:
     """Run one batch to its end even if the caller is cancelled; die if it fails."""
-    if _stopping:
-        # Stopping: leave the batch unprocessed and unacked until Faust cancels
-        # the agent, after its final offset commit; a restart reads it again.
-        batch.close()
-        await asyncio.Event().wait()
     task = asyncio.ensure_future(batch)
     _in_flight.add(task)
     task.add_done_callback(_in_flight.discard)
