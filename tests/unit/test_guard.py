@@ -98,22 +98,31 @@ def test_a_good_batch_returns_normally() -> None:
     assert done == [1]
 
 
+#: A worker stand-in: one failing batch, and a ``finally`` that would ack it.
+FAILING_WORKER = (
+    "import asyncio, os\n"
+    "from agents.guard import whole_batch\n"
+    "print('START', os.getpid(), os.environ.get('REWARDS_FAIL_STOPS', '0'), flush=True)\n"
+    "async def bad():\n"
+    "    raise RuntimeError('x')\n"
+    "async def main():\n"
+    "    try:\n"
+    "        await whole_batch('decide', bad())\n"
+    "    finally:\n"
+    "        print('ACKED', flush=True)\n"
+    "asyncio.run(main())\n"
+)
+
+
+def run_child(code: str, restarts: int) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "REWARDS_FAIL_STOP_RESTARTS": str(restarts)}
+    env.pop("REWARDS_FAIL_STOPS", None)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
+
+
 def test_the_default_fail_stop_exits_the_process_without_cleanup() -> None:
     """Run in a child: os._exit must skip the ``finally`` that would ack the batch."""
-    code = (
-        "import asyncio\n"
-        "from agents.guard import whole_batch\n"
-        "async def bad():\n"
-        "    raise RuntimeError('x')\n"
-        "async def main():\n"
-        "    try:\n"
-        "        await whole_batch('decide', bad())\n"
-        "    finally:\n"
-        "        print('ACKED', flush=True)\n"
-        "asyncio.run(main())\n"
-    )
-    env = {**os.environ, "REWARDS_FAIL_STOP_RESTARTS": "0"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
+    proc = run_child(FAILING_WORKER, restarts=0)
     assert proc.returncode == 70
     assert b"ACKED" not in proc.stdout
     assert b"RuntimeError" in proc.stderr
@@ -121,22 +130,7 @@ def test_the_default_fail_stop_exits_the_process_without_cleanup() -> None:
 
 def test_a_fail_stop_re_executes_the_worker_up_to_the_limit_then_exits() -> None:
     """Each incarnation starts from scratch (same pid, same argv); the lineage is bounded."""
-    code = (
-        "import asyncio, os\n"
-        "from agents.guard import whole_batch\n"
-        "print('START', os.getpid(), os.environ.get('REWARDS_FAIL_STOPS', '0'), flush=True)\n"
-        "async def bad():\n"
-        "    raise RuntimeError('x')\n"
-        "async def main():\n"
-        "    try:\n"
-        "        await whole_batch('decide', bad())\n"
-        "    finally:\n"
-        "        print('ACKED', flush=True)\n"
-        "asyncio.run(main())\n"
-    )
-    env = {**os.environ, "REWARDS_FAIL_STOP_RESTARTS": "2"}
-    env.pop("REWARDS_FAIL_STOPS", None)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=env)
+    proc = run_child(FAILING_WORKER, restarts=2)
     starts = [
         line.split() for line in proc.stdout.decode().splitlines() if line.startswith("START")
     ]
@@ -179,8 +173,6 @@ def test_a_fail_stop_during_a_stop_exits_without_re_executing() -> None:
         "    await task\n"
         "asyncio.run(main())\n"
     )
-    env = {**os.environ, "REWARDS_FAIL_STOP_RESTARTS": "3"}
-    env.pop("REWARDS_FAIL_STOPS", None)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, env=env)
+    proc = run_child(code, restarts=3)
     assert proc.stdout.decode().count("START") == 1
     assert proc.returncode == 70
