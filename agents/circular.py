@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import cast
 
 import faust
-from faust.streams import Stream
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.batch import Batch
 from agents.context import within_event
-from agents.continuity import for_faust
 from agents.emit import Emitter
-from agents.guard import whole_batch
+from agents.guard import run_batches
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.circular import PairState, flags_for, pair_key
@@ -41,10 +38,7 @@ def attach_circular(
     batch_max: int,
     within_s: float,
 ) -> None:
-    continuity = for_faust(app)  # internal topic: a jump is a dropped record
-
     async def circular_batch(events: Sequence[EventT[bytes]]) -> None:
-        continuity.check(events)  # raises before anything of the batch is done
         batch = Batch(emit, table)
         now_ns = time.time_ns()
         for event in events:
@@ -69,5 +63,4 @@ def attach_circular(
 
     @app.agent(by_pair, name="circular")
     async def circular(stream: StreamT[bytes]) -> None:
-        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
-            await whole_batch("circular", circular_batch(events))
+        await run_batches(app, "circular", stream, circular_batch, batch_max, within_s)

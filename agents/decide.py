@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import cast
 
 import faust
-from faust.streams import Stream
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from agents.batch import Batch
 from agents.context import within_event
-from agents.continuity import for_faust
 from agents.emit import Emitter
-from agents.guard import whole_batch
+from agents.guard import run_batches
 from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
 from rewards.ledger import Effects, apply_flag, process
@@ -49,10 +46,7 @@ def attach_decide(
     grants_topic, decisions_topic = outputs["grants"], outputs["decisions"]
     alerts_topic, dead_letters = outputs["alerts"], outputs["dead_letters"]
 
-    continuity = for_faust(app)  # internal topic: a jump is a dropped record
-
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        continuity.check(events)  # raises before anything of the batch is done
         batch = Batch(emit, table)
         decided: list[tuple[Effects, int]] = []
         progress: dict[int, tuple[EventT[bytes], Progress]] = {}
@@ -104,8 +98,7 @@ def attach_decide(
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
-        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
-            await whole_batch("decide", decide_batch(events))
+        await run_batches(app, "decide", stream, decide_batch, batch_max, within_s)
 
 
 def _parked(

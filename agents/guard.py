@@ -25,10 +25,14 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, NoReturn, cast
 
-from agents.continuity import RecordSkipped
+import faust
+from faust.streams import Stream
+from faust.types import EventT, StreamT
+
+from agents.continuity import OnGap, RecordSkipped, fail_on_gap, for_faust
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +120,23 @@ async def whole_batch(
         raise exc  # only reached with a test's ``die`` that returns
     if cancelled:
         raise asyncio.CancelledError()
+
+
+async def run_batches(
+    app: faust.App,
+    stage: str,
+    stream: StreamT[bytes],
+    handle: Callable[[Sequence[EventT[bytes]]], Awaitable[None]],
+    batch_max: int,
+    within_s: float,
+    on_gap: OnGap = fail_on_gap,
+) -> None:
+    """A stage's loop: each batch checked for skipped records, then handled whole."""
+    continuity = for_faust(app, on_gap)
+
+    async def checked(events: Sequence[EventT[bytes]]) -> None:
+        continuity.check(events)  # raises before anything of the batch is done
+        await handle(events)
+
+    async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
+        await whole_batch(stage, checked(events))

@@ -10,15 +10,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Literal
 
 import faust
-from faust.streams import Stream
 from faust.types import EventT, StreamT, TopicT
 
-from agents.continuity import fail_on_gap, for_faust
+from agents.continuity import fail_on_gap
 from agents.emit import Emitter
-from agents.guard import whole_batch
+from agents.guard import run_batches
 from agents.metrics import Metrics
 from rewards.circular import pair_key
 from rewards.validate import Source, dead_letter, decode
@@ -97,7 +96,7 @@ def attach_ingest(
     metrics: Metrics,
     batch_max: int,
     within_s: float,
-    gaps: str = "fail",
+    gaps: Literal["fail", "count"] = "fail",
 ) -> None:
     """``by_pair`` is None when the circular detector is off: nothing is sent there.
 
@@ -108,10 +107,9 @@ def attach_ingest(
         metrics.input_offset_gaps.labels(topic=topic).inc(last - first + 1)
         log.warning("%s[%s]: offsets %s..%s never delivered", topic, partition, first, last)
 
-    continuity = for_faust(app, fail_on_gap if gaps == "fail" else count_gap)
+    gap_policy = fail_on_gap if gaps == "fail" else count_gap
 
     async def ingest_batch(events: Sequence[EventT[bytes]]) -> None:
-        continuity.check(events)  # before anything of the batch is sent
         now_ns = time.time_ns()
         sent: list[Any] = []
         for event in events:
@@ -145,5 +143,4 @@ def attach_ingest(
 
     @app.agent(feed, name="ingest")
     async def ingest(stream: StreamT[bytes]) -> None:
-        async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):
-            await whole_batch("ingest", ingest_batch(events))
+        await run_batches(app, "ingest", stream, ingest_batch, batch_max, within_s, gap_policy)
