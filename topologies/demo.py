@@ -105,10 +105,15 @@ def _line(elapsed: float, sent: int, tally: Tally) -> str:
     )
 
 
+def _scrape(port: int) -> str:
+    """The worker's /metrics page (raises OSError when it cannot be read)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+        return str(resp.read().decode())
+
+
 def _metrics_excerpt(port: int) -> list[str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-            text = resp.read().decode()
+        text = _scrape(port)
     except OSError as exc:
         return [f"(metrics not reachable: {exc})"]
     return [
@@ -124,8 +129,7 @@ def _metrics_excerpt(port: int) -> list[str]:
 def _total_lag(port: int) -> int | None:
     """Sum of ``rewards_consumer_lag_messages`` over every input partition (None: unknown)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-            text = resp.read().decode()
+        text = _scrape(port)
     except OSError:
         return None
     values = [
