@@ -54,6 +54,7 @@ from rewards.simulate import simulate
 from topologies import topics
 from topologies.admin import ensure_topics
 from topologies.broker import EmbeddedBroker, free_port
+from topologies.processes import stop_process
 from topologies.settings import DEFAULT_RULES
 
 PARTITIONS = 8
@@ -98,13 +99,7 @@ class Run:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout_s=timeout)
 
     def close(self) -> None:
         for proc in self.procs:

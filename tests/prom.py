@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from topologies.processes import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yml"
@@ -148,13 +150,8 @@ class PrometheusServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def api(self, path: str, **params: str) -> Any:
         query = urllib.parse.urlencode(params)

@@ -8,7 +8,6 @@ about Tansu; everything else speaks plain Kafka protocol.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from topologies.admin import wait_for_broker
+from topologies.processes import stop_process
 
 
 def broker_binary() -> str:
@@ -82,14 +82,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        if proc is not None:
+            stop_process(proc, timeout_s=5)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -27,6 +27,7 @@ from topologies import topics
 from topologies.admin import ensure_topics
 from topologies.broker import EmbeddedBroker, free_port, port_in_use
 from topologies.feed import FeedStats, produce_feed
+from topologies.processes import stop_process
 
 PARTITIONS = 8
 
@@ -288,12 +289,8 @@ def run_demo(args: argparse.Namespace) -> int:
         stop.set()
         if watcher is not None:
             watcher.join(timeout=5)
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:
+            stop_process(worker)
         broker.stop()
         shutil.rmtree(workdir / "state", ignore_errors=True)
         print(f"stopped broker and worker in {time.monotonic() - started:.1f}s total")

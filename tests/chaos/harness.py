@@ -44,6 +44,7 @@ from topologies import topics
 from topologies.admin import ensure_topics
 from topologies.broker import EmbeddedBroker, free_port
 from topologies.feed import FeedStats, produce_feed
+from topologies.processes import stop_process
 from topologies.settings import DEFAULT_RULES
 
 GROUP = "upi-rewards"  # the workers' consumer group (Settings.app_id)
@@ -385,13 +386,8 @@ class WalletProcess:
             self.kills += 1
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def catch_up(self, idle_s: float = 3.0) -> str:
         """Run to the end of the topic (``--until-idle``) and return the printed summary."""

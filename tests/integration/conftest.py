@@ -21,6 +21,7 @@ import pytest
 from topologies import topics
 from topologies.admin import TopicTail, ensure_topics
 from topologies.broker import EmbeddedBroker, free_port
+from topologies.processes import stop_process
 
 PARTITIONS = 4
 
@@ -56,14 +57,7 @@ class Worker:
             return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+        return stop_process(self.proc, sig, timeout)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
