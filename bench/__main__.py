@@ -52,7 +52,7 @@ from rewards.ledger import SEP, MemoryState
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from topologies import topics
-from topologies.admin import ensure_topics
+from topologies.admin import assign_from_start, ensure_topics
 from topologies.broker import EmbeddedBroker, free_port
 from topologies.processes import stop_process
 from topologies.settings import DEFAULT_RULES
@@ -188,13 +188,7 @@ def read_topics(
         check_crcs=False,  # kafka-python's CRC is pure Python: minutes for 200k records
         fetch_max_bytes=32 * 1024 * 1024,
     )
-    tps = [
-        TopicPartition(name, p)
-        for name in names
-        for p in sorted(consumer.partitions_for_topic(name) or ())
-    ]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    assign_from_start(consumer, names)
     out: list[tuple[str, int, bytes | None, bytes | None]] = []
     deadline = time.monotonic() + timeout
     quiet_until = None

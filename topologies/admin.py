@@ -57,6 +57,24 @@ def producer(bootstrap: list[str]) -> KafkaProducer:
     )
 
 
+def assign_from_start(
+    consumer: KafkaConsumer, topics: Iterable[str], unknown: Iterable[int] = ()
+) -> None:
+    """Read every partition of ``topics`` from its first offset, with no group.
+
+    ``unknown``: the partitions to assume for a topic the consumer has no
+    metadata for yet (none by default).
+    """
+    fallback = tuple(unknown)
+    tps = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or fallback)
+    ]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+
+
 class TopicTail:
     """Read topics from the beginning and keep up with them, without a consumer group.
 
@@ -69,13 +87,7 @@ class TopicTail:
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
         )
-        tps = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(self.consumer.partitions_for_topic(topic) or ())
-        ]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
+        assign_from_start(self.consumer, topics)
         self.records: dict[str, list[tuple[bytes | None, bytes | None]]] = {t: [] for t in topics}
 
     def poll(self, timeout_ms: int = 200) -> int:

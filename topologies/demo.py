@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from topologies import topics
-from topologies.admin import ensure_topics
+from topologies.admin import assign_from_start, ensure_topics
 from topologies.broker import EmbeddedBroker, free_port, port_in_use
 from topologies.feed import FeedStats, produce_feed
 from topologies.processes import stop_process
@@ -59,13 +59,8 @@ class Tally:
 
 def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
     consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
-    tps = [
-        TopicPartition(name, p)
-        for name in (topics.DECISIONS, topics.DEAD_LETTERS, topics.COIN_GRANTS, topics.FRAUD_ALERTS)
-        for p in sorted(consumer.partitions_for_topic(name) or range(PARTITIONS))
-    ]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    names = (topics.DECISIONS, topics.DEAD_LETTERS, topics.COIN_GRANTS, topics.FRAUD_ALERTS)
+    assign_from_start(consumer, names, unknown=range(PARTITIONS))
     try:
         while not stop.is_set():
             for tp, records in consumer.poll(timeout_ms=200, max_records=5000).items():

@@ -41,7 +41,7 @@ from rewards.simulate import Simulation, simulate
 from rewards.wallet import Totals, WalletLedger
 from tests.integration.conftest import Worker, WorkerFactory
 from topologies import topics
-from topologies.admin import ensure_topics
+from topologies.admin import assign_from_start, ensure_topics
 from topologies.broker import EmbeddedBroker, free_port
 from topologies.feed import FeedStats, produce_feed
 from topologies.processes import stop_process
@@ -179,9 +179,7 @@ def read_topic(
     """
     consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        assign_from_start(consumer, [topic])
         out: list[tuple[int, int, bytes | None, bytes | None]] = []
         deadline = time.monotonic() + timeout
         quiet_since = time.monotonic()
@@ -218,13 +216,7 @@ class Tally:
         self.consumer = KafkaConsumer(
             bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False
         )
-        tps = [
-            TopicPartition(t, p)
-            for t in names
-            for p in sorted(self.consumer.partitions_for_topic(t) or ())
-        ]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
+        assign_from_start(self.consumer, names)
         self.counts: dict[str, int] = dict.fromkeys(names, 0)
         self.grant_ids: dict[str, int] = {}
         self.letters: list[dict[str, object]] = []
