@@ -53,12 +53,6 @@ class Settings(BaseSettings):
     faust_sensors: bool = Field(
         default=False, description="also export Faust's own per-message metrics (costs CPU)"
     )
-    gc_gen0_threshold: int = Field(
-        default=50_000,
-        ge=0,
-        description="allocations between young garbage collections (0: Python's default "
-        "700); start-up objects are frozen out of collection either way",
-    )
     session_timeout_s: int = Field(default=10, ge=1)
     rebalance_timeout_s: int = Field(default=10, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(

@@ -6,7 +6,6 @@ Local table state is trusted only after a clean stop (see ``prepare_state_dir``)
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import shutil
 from collections.abc import Callable
@@ -87,25 +86,6 @@ class _Worker(faust.Worker):
         self._stopper = self.loop.create_task(then_stop())
 
 
-def tune_gc(gen0_threshold: int) -> None:
-    """Keep the cyclic garbage collector off the per-message path.
-
-    Every message makes short-lived containers (Faust events, futures, dicts),
-    and with Python's default of a young collection every 700 allocations,
-    older generations are traversed again and again over a heap that is mostly
-    long-lived (modules, Faust's and pydantic's structures, the stores). Objects
-    made during start-up are frozen out of collection, and young collections
-    come every ``gen0_threshold`` allocations. Reference counting still frees
-    almost everything at once; only cycles wait longer. Measured in
-    docs/performance.md.
-    """
-    gc.collect()
-    gc.freeze()
-    if gen0_threshold > 0:
-        _, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(gen0_threshold, gen1, gen2)
-
-
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
     if settings.create_topics:
@@ -125,7 +105,6 @@ def run_worker(settings: Settings) -> int:
     )
     app = build_app(settings, book)
     worker = _Worker(app, loglevel=settings.log_level, quiet=True)
-    tune_gc(settings.gc_gen0_threshold)
     try:
         worker.execute_from_commandline()  # returns only via SystemExit
     except SystemExit as exit_:
