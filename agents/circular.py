@@ -34,6 +34,7 @@ def attach_circular(
     by_payer: TopicT,
     dead_letters: TopicT,
     window_ms: int,
+    lateness_ms: int,
     metrics: Metrics,
     batch_max: int,
     within_s: float,
@@ -49,7 +50,7 @@ def attach_circular(
                 with within_event(event):
                     state = PairState.load(batch.view.get(key))
                 hits = state.observe(
-                    window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa
+                    window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa, lateness_ms
                 )
                 where = f"{msg.topic}~{{side}}:{msg.partition}:{msg.offset}"
                 for flag in flags_for(hits, window_ms, where, now_ns):

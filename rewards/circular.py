@@ -5,7 +5,10 @@ State is keyed by the *unordered* pair, so both directions meet in one place
 some B->A payment lies in ``[t - w, t]``; both users are flagged. As in
 ``rewards.fraud``, an out-of-order payment re-evaluates the windows of later
 payments it now completes, a payment older than the pair's newest by more than
-the window is late (not windowed), and the txn_id dedupes resends and replays.
+the late allowance is late (not windowed), and the txn_id dedupes resends and
+replays. The allowance is the rules' ``allowed_lateness_seconds`` when set, the
+same one the payer's windows use, since the pair stream is fed from the same
+interleaved feed partitions; unset, it is the circular window, as before.
 
 >>> state, w = PairState(), 3_600_000
 >>> state.observe(w, "T1", 0, "a@x", "b@x")
@@ -58,11 +61,24 @@ class PairState:
     def dump(self) -> bytes:
         return orjson.dumps({"n": self.newest, "s": [[t, x, int(f)] for t, x, f in self.seen]})
 
-    def observe(self, width: int, txn: str, t: int, payer: str, payee: str) -> list[PairHit]:
-        """Add one payment of the pair; return the windows it makes break the rule."""
+    def observe(
+        self,
+        width: int,
+        txn: str,
+        t: int,
+        payer: str,
+        payee: str,
+        lateness: int | None = None,
+    ) -> list[PairHit]:
+        """Add one payment of the pair; return the windows it makes break the rule.
+
+        ``lateness`` is ``FraudConfig.pair_late_ms``; None means the window, the
+        allowance before it was configurable (and the doctest's shorthand).
+        """
+        allowance = width if lateness is None else lateness
         if payer == payee or any(s[1] == txn for s in self.seen):
             return []
-        if self.newest is not None and t < self.newest - width:
+        if self.newest is not None and t < self.newest - allowance:
             return []  # late: not windowed (docs/fraud.md)
         lo, hi = sorted((payer, payee))
         forward = payer == lo
@@ -89,7 +105,9 @@ class PairState:
                 hits.append(
                     PairHit(end[1], end[0], end_payer, end_payee, tuple(s[1] for s in window))
                 )
-        self.seen = [s for s in self.seen if s[0] >= self.newest - 2 * width]
+        # A window may end as far back as the allowance and reaches one window
+        # further back; keep exactly that, so a late-but-allowed payment sees it all.
+        self.seen = [s for s in self.seen if s[0] >= self.newest - allowance - width]
         return hits
 
 

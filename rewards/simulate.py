@@ -68,7 +68,9 @@ def simulate(
         key = pair_key(result.payer_vpa, result.payee_vpa)
         pair = pairs.setdefault(key, PairState())
         t = epoch_ms(result.event_time)
-        hits = pair.observe(width, result.txn_id, t, result.payer_vpa, result.payee_vpa)
+        hits = pair.observe(
+            width, result.txn_id, t, result.payer_vpa, result.payee_vpa, book.fraud.pair_late_ms
+        )
         for flag in flags_for(hits, width, f"sim~{{side}}:0:{offset}", 0):
             flagged = apply_flag(flag, book, sim.state)
             sim.state.apply(flagged)

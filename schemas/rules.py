@@ -94,6 +94,15 @@ class FraudRules(BaseModel):
     same_payee: CountLimit | None = None
     circular: CircularLimit | None = None
     cooldown_seconds: Annotated[int, Field(strict=True, ge=0, le=30 * 24 * 3600)] = 86_400
+    #: How far behind a user's (or pair's) newest payment a payment may arrive
+    #: and still be counted in the windows; None: each detector's own widest
+    #: window, as before the setting existed. A replay of history at full speed
+    #: interleaves feed partitions hours apart in event time, so a burst can
+    #: arrive after a later-dated payment of the same user. Bounded like the
+    #: windows because the state keeps this much history per user.
+    allowed_lateness_seconds: (
+        Annotated[int, Field(strict=True, ge=0, le=MAX_WINDOW_SECONDS)] | None
+    ) = None
 
 
 class RulesFile(BaseModel):

@@ -92,8 +92,12 @@ class _Fraud:
         ]
         self.circ = f.circular.window_seconds * 1000 if f.circular else None
         # Late for the payer's windows: older than the newest by more than the
-        # largest payer window (the pair's windows judge lateness on their own).
-        self.largest = max((w for _, _, w in self.local), default=0)
+        # allowance, by default the largest payer window; the pair's windows
+        # judge lateness on their own, by default against the circular window.
+        lateness = f.allowed_lateness_seconds
+        local_default = max((w for _, _, w in self.local), default=0)
+        self.late = local_default if lateness is None else lateness * 1000
+        self.pair_late = self.circ if lateness is None else lateness * 1000
         self.on = bool(self.local or self.circ)
         self.pairs: dict[frozenset[str], list[tuple[int, str, str]]] = {}
         self.pair_newest: dict[frozenset[str], int] = {}
@@ -102,7 +106,7 @@ class _Fraud:
 
     def local_hits(self, user: _User, txn: Transaction) -> list[tuple[str, str, int, int]]:
         t = _ms(txn)
-        if user.newest is not None and t < user.newest - self.largest:
+        if user.newest is not None and t < user.newest - self.late:
             return []  # late
         before = list(user.windowed)
         user.windowed.append((t, txn.txn_id, txn.payee_vpa))
@@ -132,7 +136,7 @@ class _Fraud:
             return []
         t, w = _ms(txn), self.circ
         newest = self.pair_newest.get(key)
-        if newest is not None and t < newest - w:
+        if newest is not None and t < newest - (self.pair_late or 0):
             return []
         before = list(pool)
         pool.append((t, txn.txn_id, txn.payer_vpa))

@@ -100,7 +100,16 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             options=store_options,
         )
         attach_circular(
-            app, emit, by_pair, pairs, by_payer, dead_letters, circular_ms, metrics, *batching
+            app,
+            emit,
+            by_pair,
+            pairs,
+            by_payer,
+            dead_letters,
+            circular_ms,
+            book.fraud.pair_late_ms,
+            metrics,
+            *batching,
         )
     attach_ingest(
         app,

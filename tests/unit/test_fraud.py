@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import random
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.ledger import Effects, MemoryState, head_key, process
-from rewards.rulebook import RuleBook
+from rewards.feedgen import generate
+from rewards.ledger import Effects, Head, MemoryState, head_key, process
+from rewards.rulebook import RuleBook, parse_rules
 from rewards.simulate import simulate
+from rewards.validate import Source, decode
 from schemas.decision import Outcome, Reason
 from schemas.grant import GrantKind, GrantReason
+from schemas.transaction import Transaction
+from tests.oracle import expected, expected_balances
 from tests.unit.helpers import book, raw, refund, txn
+from topologies.settings import DEFAULT_RULES
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 09:30 IST
 PAYER = "farmer.one@okaxis"
@@ -146,6 +154,94 @@ def test_late_events_are_decided_but_not_windowed():
     assert all(e.decision.outcome is Outcome.GRANTED for e in effects)
 
 
+# The demo's missed farmer (docs/fraud.md, "Late events"): 11 payments in 80 s,
+# over a limit of 10 in 600 s, arriving after a payment of the same user dated
+# 9 h after the burst's first. LATE_BY is how far the first lies behind it.
+BURST = [pay(n, n * 8) for n in range(1, 12)]
+AHEAD = pay(99, 9 * 3600 + 8)
+LATE_BY = 9 * 3600
+
+
+@pytest.mark.parametrize(
+    ("allowance", "late"),
+    [
+        (LATE_BY, [False] * 11),  # exactly the allowance behind: still windowed
+        (LATE_BY - 1, [True] + [False] * 10),  # the first is late, 10 are not over the limit
+        (3600, [True] * 11),
+        (None, [True] * 11),  # default: the largest payer window (600 s here)
+    ],
+)
+def test_a_burst_behind_a_later_payment_is_flagged_only_within_the_allowance(allowance, late):
+    more = {} if allowance is None else {"allowed_lateness_seconds": allowance}
+    rb = velocity(limit=10, window=600, **more)
+    effects = run(rb, [AHEAD, *BURST])
+    assert [e.late for e in effects] == [False, *late]
+    alerts = [a for e in effects for a in e.alerts]
+    if late == [False] * 11:
+        assert [a.alert_id for a in alerts] == [f"T0011:velocity:{PAYER}"]
+        assert alerts[0].txn_ids == [f"T{n:04d}" for n in range(1, 12)]
+        assert effects[-1].decision.outcome is Outcome.FRAUD_HOLD
+        claws = {g.txn_id for g in effects[-1].grants if g.kind is GrantKind.CLAWBACK}
+        assert claws == {f"T{n:04d}" for n in range(1, 11)}
+        assert effects[0].decision.outcome is Outcome.GRANTED  # 9 h on: outside the hold
+    else:
+        assert alerts == []
+        assert all(e.decision.outcome is Outcome.GRANTED for e in effects)
+
+
+def test_state_keeps_what_a_burst_split_by_a_later_payment_needs():
+    # Half the burst, then the later payment (which prunes), then the rest:
+    # the first half must still be in the state for the window to reach 11.
+    rb = velocity(limit=10, window=600, allowed_lateness_seconds=LATE_BY)
+    effects = run(rb, [*BURST[:6], AHEAD, *BURST[6:]])
+    alerts = [a for e in effects for a in e.alerts]
+    assert [a.alert_id for a in alerts] == [f"T0011:velocity:{PAYER}"]
+    assert alerts[0].txn_ids == [f"T{n:04d}" for n in range(1, 12)]
+
+
+def test_state_reaches_exactly_one_window_behind_the_allowance():
+    rb = velocity(limit=1, window=600, allowed_lateness_seconds=3600)
+    # T2 lies exactly the allowance behind T3; its window [0, 600] needs T1,
+    # which lies the allowance plus one window behind.
+    effects = run(rb, [pay(1, 0), pay(3, 4200), pay(2, 600)])
+    assert not effects[2].late
+    alerts = [a for e in effects for a in e.alerts]
+    assert [(a.alert_id, a.txn_ids) for a in alerts] == [
+        (f"T0002:velocity:{PAYER}", ["T0001", "T0002"])
+    ]
+    # One ms further on, no allowed payment's window can reach T1: forgotten.
+    for ahead, kept in ((4200, ["T0001", "T0003"]), (4200.001, ["T0003"])):
+        state = MemoryState()
+        run(rb, [pay(1, 0), pay(3, ahead)], state)
+        assert [s[1] for s in Head.load(state[head_key(PAYER)]).fraud.seen] == kept
+
+
+def test_default_allowance_is_the_largest_payer_window_not_the_circular_one():
+    rb = book(
+        fraud={
+            "velocity": {"max_payments": 10, "window_seconds": 600},
+            "same_payee": {"max_payments": 5, "window_seconds": 3600},
+            "circular": {"window_seconds": 86400},
+        }
+    )
+    cfg = rb.fraud
+    assert (cfg.late_ms, cfg.pair_late_ms, cfg.seen_ms) == (3_600_000, 86_400_000, 7_200_000)
+    effects = run(rb, [pay(1, 10_000), pay(2, 10_000 - 3600), pay(3, 10_000 - 3601)])
+    assert [e.late for e in effects] == [False, False, True]
+    zero = book(
+        fraud={
+            "velocity": {"max_payments": 10, "window_seconds": 600},
+            "allowed_lateness_seconds": 0,
+        }
+    )
+    assert (zero.fraud.late_ms, zero.fraud.seen_ms) == (0, 600_000)
+    assert [e.late for e in run(zero, [pay(1, 100), pay(2, 100), pay(3, 99)])] == [
+        False,
+        False,
+        True,
+    ]
+
+
 def test_only_success_payments_count():
     rb = velocity(limit=2)
     events = [
@@ -238,6 +334,28 @@ def test_circular_out_of_order_reverse_payment_flags_the_later_one():
     assert sorted(a.alert_id for a in sim.alerts) == [f"T0001:circular:{A}", f"T0001:circular:{B}"]
 
 
+@pytest.mark.parametrize(("allowance", "flagged"), [(None, False), (6000, True), (5999, False)])
+def test_circular_late_allowance_is_the_rules_one_when_set(allowance, flagged):
+    # Window 3600 s. T2 (A->B at 5000) is 5000 s behind the pair's newest,
+    # T3 (B->A at 4000) 6000 s: both late by default, both windowed from 6000 s.
+    more = {} if allowance is None else {"allowed_lateness_seconds": allowance}
+    fraud = {**CIRCULAR, **more}
+    msgs = [p2p(1, 10_000, A, B), p2p(2, 5000, A, B), p2p(3, 4000, B, A)]
+    sim = simulate(msgs, book(fraud=fraud))
+    got = sorted(a.alert_id for a in sim.alerts)
+    assert got == ([f"T0002:circular:{A}", f"T0002:circular:{B}"] if flagged else [])
+
+
+def test_circular_state_reaches_one_window_behind_the_allowance():
+    # T3 lies exactly the allowance (7200 s) behind T2; its window [0, 3600]
+    # needs T1, the allowance plus one window behind.
+    fraud = {**CIRCULAR, "allowed_lateness_seconds": 7200}
+    msgs = [p2p(1, 0, B, A), p2p(2, 10_800, A, B), p2p(3, 3600, A, B)]
+    sim = simulate(msgs, book(fraud=fraud))
+    assert sorted(a.alert_id for a in sim.alerts) == [f"T0003:circular:{A}", f"T0003:circular:{B}"]
+    assert [a.txn_ids for a in sim.alerts] == [["T0001", "T0003"]] * 2
+
+
 def test_state_per_user_stays_bounded_however_long_the_stream_runs():
     rb = book(
         fraud={
@@ -258,6 +376,35 @@ def test_state_per_user_stays_bounded_however_long_the_stream_runs():
     assert keys_199 <= 8 * 63 + 63 + 1  # 63 days of records + their day indexes + the head
 
 
+@pytest.mark.parametrize("allowance", [None, 0, 1800, 86_400])
+def test_core_agrees_with_the_oracle_on_a_feed_read_partitions_hours_apart(allowance):
+    """A fast replay's order: whatever the allowance, alerts and coins are the oracle's."""
+    rules = yaml.safe_load(DEFAULT_RULES.read_text())
+    rules["fraud"].pop("allowed_lateness_seconds", None)
+    if allowance is not None:
+        rules["fraud"]["allowed_lateness_seconds"] = allowance
+    rb = parse_rules(rules)
+    messages = list(generate(3000, seed=5, users=60, fraud_share=0.1))
+    parts: list[list[bytes | None]] = [[] for _ in range(4)]
+    for m in messages:
+        parts[zlib.crc32(m.key or b"") % 4].append(m.value)
+    rng, order = random.Random(3), []
+    while any(parts):
+        part = rng.choice([p for p in parts if p])
+        take = rng.randrange(1, 600)
+        order.extend(part[:take])
+        del part[:take]
+    sim = simulate(order, rb)
+    valid = [t for t in (decode(v, Source("t", 0, 0)) for v in order) if isinstance(t, Transaction)]
+    want = expected(valid, rb.spec)
+    assert {(a.user_vpa, a.rule.value, a.alert_id.split(":")[0]) for a in sim.alerts} == {
+        alert for d in want for alert in d.alerts
+    }
+    assert sim.balances() == expected_balances(want)
+    late = sum(e.late for e in sim.effects)
+    assert (late == 0) if allowance == 86_400 else (late > 100)  # the order does matter
+
+
 USERS = ("aarav.one@okaxis", "bela.two@ybl", "chetan.three@oksbi")
 MERCHANTS = ("kirana.one@ybl", "chai.two@paytm")
 VEL, SAME, CIRC = (3, 600), (2, 900), 1200
@@ -271,9 +418,11 @@ def _events(draw_list: list[tuple[int, int, int]]) -> list[tuple[str, str, str, 
     return out
 
 
-def _violations(events, cooldown_ms):
+def _violations(events, cooldown_ms, lateness=None):
     """Every (user, rule, trigger) whose window breaks its rule over the final input."""
-    largest = max(VEL[1], SAME[1]) * 1000  # the payer's windows; pairs use CIRC
+    # The allowance: by default the payer's largest window; pairs' the circular one.
+    largest = max(VEL[1], SAME[1]) * 1000 if lateness is None else lateness * 1000
+    pair_late = CIRC * 1000 if lateness is None else lateness * 1000
     newest: dict[str, int] = {}
     windowed: dict[str, list[tuple[int, str, str]]] = {}
     pair_newest: dict[frozenset[str], int] = {}
@@ -285,7 +434,7 @@ def _violations(events, cooldown_ms):
         newest[payer] = max(newest.get(payer, t), t)
         if payee in USERS:
             pair = frozenset((payer, payee))
-            if pair not in pair_newest or t >= pair_newest[pair] - CIRC * 1000:
+            if pair not in pair_newest or t >= pair_newest[pair] - pair_late:
                 pair_windowed.setdefault(pair, []).append((t, txn_id, payer))
             pair_newest[pair] = max(pair_newest.get(pair, t), t)
     found = set()
@@ -313,8 +462,11 @@ def _violations(events, cooldown_ms):
         max_size=30,
     ),
     st.sampled_from([0, 300, 1200]),
+    st.sampled_from([None, 0, 300, 1500, 2400]),
 )
-def test_alerts_fire_exactly_when_a_rule_truly_holds_unless_a_cooldown_covers_it(draws, cooldown):
+def test_alerts_fire_exactly_when_a_rule_truly_holds_unless_a_cooldown_covers_it(
+    draws, cooldown, lateness
+):
     events = _events(draws)
     rb = book(
         fraud={
@@ -322,6 +474,7 @@ def test_alerts_fire_exactly_when_a_rule_truly_holds_unless_a_cooldown_covers_it
             "same_payee": {"max_payments": SAME[0], "window_seconds": SAME[1]},
             "circular": {"window_seconds": CIRC},
             "cooldown_seconds": cooldown,
+            **({} if lateness is None else {"allowed_lateness_seconds": lateness}),
         }
     )
     msgs = []
@@ -329,7 +482,7 @@ def test_alerts_fire_exactly_when_a_rule_truly_holds_unless_a_cooldown_covers_it
         kind = {"payee_kind": "PERSON", "mcc": ...} if payee in USERS else {}
         msgs.append(raw(txn_id=txn_id, payer_vpa=payer, payee_vpa=payee, event_time=at(s), **kind))
     alerts = simulate(msgs, rb).alerts
-    truth = _violations(events, cooldown * 1000)
+    truth = _violations(events, cooldown * 1000, lateness)
     by_trigger = {(u, r, x): t for u, r, x, t in truth}
     # Sound: no alert unless its rule truly holds over the input, at its trigger.
     for a in alerts:

@@ -65,6 +65,12 @@ def test_shipped_rules_load():
         ("rules.1.match.min_amount_paise", 9_000_000, "rules[1].match"),
         ("rules.1.match.active_from", "2026-11-01T00:00:00", "rules[1].match.active_from"),
         ("rules.1.match.active_until", "2026-10-01T00:00:00+05:30", "rules[1].match"),
+        ("fraud.allowed_lateness_seconds", -1, "fraud.allowed_lateness_seconds: Input should be g"),
+        ("fraud.allowed_lateness_seconds", 3600.5, "fraud.allowed_lateness_seconds: Input should"),
+        ("fraud.allowed_lateness_seconds", "86400", "fraud.allowed_lateness_seconds: Input should"),
+        ("fraud.allowed_lateness_seconds", True, "fraud.allowed_lateness_seconds: Input should"),
+        ("fraud.allowed_lateness_seconds", 604_801, "fraud.allowed_lateness_seconds: Input should"),
+        ("fraud.allowed_lateness_second", 60, "fraud.allowed_lateness_second: Extra inputs"),
     ],
 )
 def test_error_names_the_field(path, value, names):
@@ -72,6 +78,22 @@ def test_error_names_the_field(path, value, names):
         parse_rules(broken(path, value), "launch.yaml")
     assert "launch.yaml" in str(err.value)
     assert names in str(err.value)
+
+
+def test_allowed_lateness_absent_or_null_keeps_each_detectors_window_as_its_allowance():
+    shipped = load_rules(DEFAULT_RULES).fraud
+    assert (shipped.late_ms, shipped.pair_late_ms) == (86_400_000, 86_400_000)
+    assert shipped.seen_ms == 86_400_000 + 3_600_000  # allowance + the largest payer window
+    for value in (..., None):
+        fraud = parse_rules(broken("fraud.allowed_lateness_seconds", value)).fraud
+        assert (fraud.lateness_ms, fraud.late_ms, fraud.pair_late_ms, fraud.seen_ms) == (
+            None,
+            3_600_000,  # max(velocity 600 s, same_payee 3600 s)
+            86_400_000,  # the circular window
+            7_200_000,  # twice the largest payer window, as before the setting
+        )
+    edge = parse_rules(broken("fraud.allowed_lateness_seconds", 7 * 24 * 3600)).fraud
+    assert edge.late_ms == 604_800_000
 
 
 def test_not_yaml_and_missing_file(tmp_path: Path):
