@@ -13,7 +13,7 @@ from agents.emit import Emitter
 from agents.ingest import attach_ingest
 from agents.metrics import Metrics
 from rewards.rulebook import RuleBook
-from topologies import health, highwater, topics
+from topologies import fetch_wait, health, highwater, topics
 from topologies.settings import Settings
 
 
@@ -21,6 +21,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
     """One worker process: ingest + decide agents, sharing one consumer group."""
     internal = topics.Internal(settings.app_id)
     highwater.install()
+    fetch_wait.install(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_list()],

@@ -42,11 +42,21 @@ class Settings(BaseSettings):
         default=32, ge=1, description="RocksDB read cache per partition store"
     )
     batch_max: int = Field(default=2000, ge=1, description="events per processing batch")
-    batch_within_ms: int = Field(default=50, ge=1, description="max wait to fill a batch")
+    batch_within_ms: int = Field(
+        default=10,
+        ge=1,
+        description="max wait to fill a batch; under load batches fill (batch_max) first",
+    )
     producer_linger_ms: int = Field(
         default=5, ge=0, description="producer batching delay; 0 sends each record at once"
     )
     max_poll_records: int = Field(default=5000, ge=1, description="records per consumer fetch")
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        le=30_000,
+        description="how long a fetch may wait at the broker for data (Faust fixes 1500)",
+    )
     stream_buffer_maxsize: int = Field(
         default=16384, ge=1, description="records an agent may prefetch (back pressure)"
     )
