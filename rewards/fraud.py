@@ -26,7 +26,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewards.windows import MAX_SPANS, Spans
+from rewards.windows import Spans
 from schemas.fraud_alert import FraudRule
 from schemas.rules import FraudRules
 
@@ -39,9 +39,8 @@ SPAN_HORIZON_MS = 62 * 24 * 3600 * 1000
 class FraudConfig:
     """The rules file's ``fraud`` section in milliseconds.
 
-    ``local_ms``, ``local_rules`` and the allowances are derived once here:
-    they are read on every payment, and recomputing them was 5% of the core's
-    time (py-spy).
+    ``local_ms``, ``local_rules`` and the allowances are derived once here
+    because they are read on every payment.
     """
 
     velocity: tuple[int, int] | None = None  # (max_payments, window_ms)
@@ -101,11 +100,6 @@ class FraudConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.velocity or self.same_payee or self.circular_ms)
-
-    @property
-    def largest_ms(self) -> int:
-        """The largest window of any detector (the allowances are ``late_ms``/``pair_late_ms``)."""
-        return max(self.local_ms, self.circular_ms or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +202,6 @@ class FraudState:
         span_floor = self.newest - SPAN_HORIZON_MS
         for spans in (self.cool, self.hold):
             for rule, items in list(spans.items()):
-                if items and min(s[1] for s in items) >= span_floor and len(items) <= MAX_SPANS:
-                    continue  # nothing to forget: the common case, kept cheap
                 kept = Spans(items)
                 kept.prune(span_floor)
                 if kept.items:
