@@ -420,23 +420,19 @@ def worker_cpu(proc: subprocess.Popen[bytes], port: int, total: int) -> dict[str
     throughput also measures the neighbours, CPU time mostly the worker's own
     work. Counted from the first accounted message (start-up and group join left out).
     """
-    first: tuple[float, float, int] | None = None
-    deadline = time.monotonic() + 3600
-    done = 0
-    while done < total:
-        if proc.poll() is not None:
-            raise RuntimeError(f"pipeline: worker exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise TimeoutError("pipeline")
-        time.sleep(0.25)
-        done = metric_total(port, ACCOUNTED)
-        if first is None and done > 0:
-            first = (time.monotonic(), cpu_seconds(proc.pid), done)
+    first: list[tuple[float, float, int]] = []
+    last = [0]
+
+    def accounted() -> bool:
+        last[0] = metric_total(port, ACCOUNTED)
+        if not first and last[0] > 0:
+            first.append((time.monotonic(), cpu_seconds(proc.pid), last[0]))
+        return last[0] >= total
+
+    wait_for(accounted, 3600, "pipeline", proc)
     wall, cpu = time.monotonic(), cpu_seconds(proc.pid)
-    if first is None:
-        return {}
-    t0, cpu0, start = first
-    events = max(done - start, 1)
+    t0, cpu0, start = first[0]
+    events = max(last[0] - start, 1)
     return {
         "events": events,
         "cpu_us_per_event": round((cpu - cpu0) * 1e6 / events),
