@@ -1,11 +1,12 @@
-"""Stage 2b: circular transfers, on payments re-keyed by the unordered pair.
+"""Stage 2b: circular transfers, on packs of payments keyed by the unordered pair.
 
 Thin adapter over ``rewards.circular``. A hit flags both users of the pair: the
-flags go back to ``txns-by-payer`` keyed by each user, where the decide stage
-applies them in order with that user's own events (alert, hold, clawback).
-One flag message per user per pair message, with a source whose path names the
-side (``~lo``/``~hi``), so the decide stage's progress marks, which need
-increasing offsets per path, recognise a replayed flag.
+flags go back to ``txns-by-payer`` as packs, one per partition of the flagged
+users, where the decide stage applies them in order with the users' own
+events (alert, hold, clawback). Each flag's source is its pair-stream position
+(``<topic>~lo|hi:<partition>:<pack offset × PACK_SLOTS + item>``), increasing
+per partition, so the user's replay marks recognise a replayed flag.
+Same checkpoint order as decide (``agents.checkpoint``).
 """
 
 from __future__ import annotations
@@ -14,52 +15,128 @@ import time
 from collections.abc import Sequence
 
 import faust
-from faust.types import EventT, StreamT, TableT, TopicT
+from faust.types import EventT, StreamT
 
-from agents.batch import Batch
-from agents.context import within_event
-from agents.emit import Emitter
+from agents import dead_letters
+from agents.checkpoint import Checkpoint, Sender
+from agents.edge import Partitioner
 from agents.guard import run_batches
-from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
-from rewards.circular import PairState, flags_for, pair_key
+from agents.store import PartitionStore
+from rewards.circular import PairHit, PairState, flags_for, pair_key
+from rewards.state import decode_pair, encode_pair
+from rewards.validate import Source
+from schemas.dead_letter import DeadLetter
 from schemas.flag import PairPayment
+from schemas.packed import PACK_SLOTS, PairPacks, encode_pack
+
+
+class CircularBatch:
+    def __init__(
+        self,
+        sender: Sender,
+        store: PartitionStore,
+        by_payer: str,
+        partitioner: Partitioner,
+        dead_letter_topic: str,
+        window_ms: int,
+        lateness_ms: int,
+        metrics: Metrics,
+    ) -> None:
+        self.checkpoint = Checkpoint(sender, store)
+        self.store, self.by_payer, self.partitioner = store, by_payer, partitioner
+        self.dead_letter_topic = dead_letter_topic
+        self.window_ms, self.lateness_ms, self.metrics = window_ms, lateness_ms, metrics
+        self.pairs: dict[str, tuple[int, PairState]] = {}
+        self.applied: dict[str, list[PairPayment]] = {}
+        self.flags: dict[int, list[bytes]] = {}
+        self.now_ns = time.time_ns()
+
+    async def pack(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        try:
+            items = PairPacks.validate_json(value or b"").items
+        except Exception as exc:
+            letter = dead_letters.internal_error(Source(topic, partition, offset), exc, value or b"")
+            await self._dead_letter(letter)
+            return
+        for i, pair in enumerate(items):
+            key = pair_key(pair.payer_vpa, pair.payee_vpa)
+            try:
+                found = self.pairs.get(key)
+                if found is None:
+                    found = (partition, decode_pair(self.store.get(partition, key.encode())))
+                    self.pairs[key] = found
+                state = found[1]
+                hits = self._observe(state, pair)
+            except Exception as exc:
+                where = Source.parse(pair.source)
+                await self._dead_letter(
+                    dead_letters.internal_error(where, exc, pair.model_dump_json().encode())
+                )
+                self._rebuild(key, partition)  # observe may have half-run
+                continue
+            self.applied.setdefault(key, []).append(pair)
+            where = f"{topic}~{{side}}:{partition}:{offset * PACK_SLOTS + i}"
+            for flag in flags_for(hits, self.window_ms, where, self.now_ns):
+                target = self.partitioner(flag.user_vpa.encode())
+                self.flags.setdefault(target, []).append(flag.model_dump_json().encode())
+
+    def _observe(self, state: PairState, pair: PairPayment) -> list[PairHit]:
+        return state.observe(
+            self.window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa, self.lateness_ms
+        )
+
+    def _rebuild(self, key: str, partition: int) -> None:
+        """The pair's record as before the failed item (its flags are already queued)."""
+        state = decode_pair(self.store.get(partition, key.encode()))
+        for done in self.applied.get(key, []):
+            self._observe(state, done)
+        self.pairs[key] = (partition, state)
+
+    async def _dead_letter(self, letter: DeadLetter) -> None:
+        value = dead_letters.counted(letter, self.metrics)
+        await self.checkpoint.send(self.dead_letter_topic, None, value)
+
+    async def commit(self) -> None:
+        for partition, items in self.flags.items():
+            for i in range(0, len(items), PACK_SLOTS // 2):
+                pack = encode_pack(items[i : i + PACK_SLOTS // 2])
+                await self.checkpoint.send(self.by_payer, None, pack, partition)
+        for key, (partition, state) in self.pairs.items():
+            self.checkpoint.stage(partition, key.encode(), encode_pair(state))
+        await self.checkpoint.commit()
 
 
 def attach_circular(
     app: faust.App,
-    emit: Emitter,
-    by_pair: TopicT,
-    table: TableT[bytes, bytes],
-    by_payer: TopicT,
-    dead_letters: TopicT,
+    sender: Sender,
+    by_pair: faust.types.TopicT,
+    store: PartitionStore,
+    by_payer: str,
+    partitions: int,
+    dead_letter_topic: str,
     window_ms: int,
     lateness_ms: int,
     metrics: Metrics,
     batch_max: int,
     within_s: float,
 ) -> None:
+    partitioner = Partitioner(partitions)
+
     async def circular_batch(events: Sequence[EventT[bytes]]) -> None:
-        batch = Batch(emit, table)
-        now_ns = time.time_ns()
+        batch = CircularBatch(
+            sender,
+            store,
+            by_payer,
+            partitioner,
+            dead_letter_topic,
+            window_ms,
+            lateness_ms,
+            metrics,
+        )
         for event in events:
             msg = event.message
-            try:
-                pair = PairPayment.model_validate_json(msg.value or b"")
-                key = pair_key(pair.payer_vpa, pair.payee_vpa)
-                with within_event(event):
-                    state = PairState.load(batch.view.get(key))
-                hits = state.observe(
-                    window_ms, pair.txn_id, pair.t_ms, pair.payer_vpa, pair.payee_vpa, lateness_ms
-                )
-                where = f"{msg.topic}~{{side}}:{msg.partition}:{msg.offset}"
-                for flag in flags_for(hits, window_ms, where, now_ns):
-                    value = flag.model_dump_json().encode()
-                    await batch.send(by_payer, flag.user_vpa.encode(), value)
-                batch.stage(event, ((key, state.dump()),))
-            except Exception as exc:
-                letter = internal_error(event, exc)
-                batch.sent(await send_dead_letter(emit, dead_letters, letter, metrics))
+            await batch.pack(msg.topic, msg.partition, msg.offset, msg.value)
         await batch.commit()
 
     @app.agent(by_pair, name="circular")

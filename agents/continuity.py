@@ -55,20 +55,23 @@ class Continuity:
 
     def check(self, events: Sequence[EventT[bytes]]) -> None:
         """Call ``on_gap`` (which may raise) for records missing before any of ``events``."""
+        self.check_positions([(e.message.topic, e.message.partition, e.message.offset) for e in events])
+
+    def check_positions(self, positions: Sequence[tuple[str, int, int]]) -> None:
+        """``check`` for (topic, partition, offset) triples in delivery order."""
         generation = self._generation()
         if generation != self._seen_generation:
-            # A rebalance: partitions may have moved and Faust seeks to the
+            # A rebalance: partitions may have moved and the consumer seeks to the
             # committed offsets. The first record after it is taken as it comes
             # (a retention-deleted head is a legitimate jump there).
             self._next.clear()
             self._seen_generation = generation
-        for event in events:
-            message = event.message
-            tp, offset = message.tp, message.offset
+        for topic, partition, offset in positions:
+            tp = (topic, partition)
             expected = self._next.get(tp)
             if expected is not None and offset > expected:
-                self._on_gap(message.topic, message.partition, expected, offset - 1)
-            # offset < expected: Faust re-delivers after a seek back (rebalance,
+                self._on_gap(topic, partition, expected, offset - 1)
+            # offset < expected: a re-delivery after a seek back (rebalance,
             # recovery); the stage's own replay handling applies.
             self._next[tp] = offset + 1
 

@@ -1,119 +1,177 @@
-"""Stage 2: decide each re-keyed event against the user's state; emit grants and decisions.
+"""Stage 2: decide each user's events against the user's state; emit grants and decisions.
 
-The stream carries a user's events and the fraud flags raised on that user by
-the circular stage, in one order. Per batch (``agents.batch``): decide every
-message, send its outputs, wait until the broker acknowledges all of them, and
-only then write the state and the progress marks (``rewards.progress``). A
-replay after the writes is recognised by the marks and skipped; before them,
-it repeats the same outputs with the same ids. An output can be repeated,
-never lost.
+``txns-by-payer`` carries packs (``schemas.packed``) of a partition's users'
+events and the fraud flags the circular stage raised on them, in one order.
+Per batch of packs: each touched user's record is read once, every item is
+decided by the pure core against it (``rewards.ledger``, mutating the record
+in memory), the outputs are queued as they are made, and the batch commits
+in the checkpoint order (``agents.checkpoint``): outputs acknowledged, then one
+changelog record per touched user, then the local store, then Faust's input
+offsets. An item whose feed position the user's record already covers is a
+replay: skipped, nothing emitted (``Effects.replay``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import faust
-from faust.types import EventT, StreamT, TableT, TopicT
+from faust.types import EventT, StreamT
 
-from agents.batch import Batch
-from agents.context import within_event
-from agents.emit import Emitter
+from agents import dead_letters
+from agents.checkpoint import Checkpoint, Sender
 from agents.guard import run_batches
-from agents.ingest import internal_error, send_dead_letter
 from agents.metrics import Metrics
+from agents.store import PartitionStore
 from rewards.ledger import Effects, apply_flag, process
-from rewards.progress import Progress
 from rewards.rulebook import RuleBook
+from rewards.state import UserState, decode_user, encode_user, user_key
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
 from schemas.flag import FraudFlag
-from schemas.routed import ByPayer, RoutedTransaction
+from schemas.packed import TxnPacks
+from schemas.routed import RoutedTransaction
+
+
+@dataclass(frozen=True)
+class DecideTopics:
+    grants: str
+    decisions: str
+    alerts: str
+    dead_letters: str
+
+
+@dataclass
+class _User:
+    """One user's record during a batch, and the items applied to it so far."""
+
+    partition: int
+    stored: bytes | None
+    state: UserState
+    items: list[RoutedTransaction | FraudFlag] = field(default_factory=list)
+
+
+def _apply(
+    item: RoutedTransaction | FraudFlag, book: RuleBook, state: UserState
+) -> Effects:
+    if isinstance(item, FraudFlag):
+        return apply_flag(item, book, state)
+    return process(item.txn, book, state, item.source)
+
+
+class DecideBatch:
+    """One batch of the decide stage over ``PartitionStore``; no Faust in here."""
+
+    def __init__(
+        self,
+        sender: Sender,
+        store: PartitionStore,
+        topics: DecideTopics,
+        book: RuleBook,
+        metrics: Metrics,
+    ) -> None:
+        self.checkpoint = Checkpoint(sender, store)
+        self.store, self.topics, self.book, self.metrics = store, topics, book, metrics
+        self.users: dict[str, _User] = {}
+        self.decided: list[tuple[Effects, int]] = []
+
+    def _user(self, vpa: str, partition: int) -> _User:
+        user = self.users.get(vpa)
+        if user is None:
+            stored = self.store.get(partition, user_key(vpa))
+            user = self.users[vpa] = _User(partition, stored, decode_user(stored))
+        return user
+
+    async def pack(self, partition: int, offset: int, topic: str, value: bytes | None) -> None:
+        where = Source(topic, partition, offset)
+        try:
+            items = TxnPacks.validate_json(value or b"").items
+        except Exception as exc:  # not ours to decide: park the whole pack
+            letter = dead_letters.internal_error(where, exc, value or b"")
+            await self._dead_letter(letter)
+            return
+        for item in items:
+            await self.item(partition, item)
+
+    async def item(self, partition: int, item: RoutedTransaction | FraudFlag) -> None:
+        vpa = item.user_vpa if isinstance(item, FraudFlag) else item.txn.payer_vpa
+        try:
+            user = self._user(vpa, partition)
+            effects = _apply(item, self.book, user.state)
+        except Exception as exc:
+            await self._park(item, exc)
+            self._rebuild(vpa)
+            return
+        user.items.append(item)
+        if effects.replay:
+            self.metrics.replays_skipped.inc()
+            return
+        key = vpa.encode()
+        t = self.topics
+        send = self.checkpoint.send
+        for alert in effects.alerts:
+            await send(t.alerts, key, alert.model_dump_json().encode())
+        for grant in effects.grants:
+            await send(t.grants, key, grant.model_dump_json().encode())
+        if effects.decision is not None:
+            await send(t.decisions, key, effects.decision.model_dump_json().encode())
+        self.decided.append((effects, item.ingested_ns))
+
+    def _rebuild(self, vpa: str) -> None:
+        """After a failed item: the user's record as before it (the core mutates in place)."""
+        user = self.users.get(vpa)
+        if user is None:
+            return
+        state = decode_user(user.stored)
+        for done in user.items:
+            _apply(done, self.book, state)  # outputs already queued: only the state
+        user.state = state
+
+    async def _park(self, item: RoutedTransaction | FraudFlag, exc: Exception) -> None:
+        """Point the dead letter at the feed message (or the flag's pair-stream position)."""
+        if isinstance(item, RoutedTransaction):
+            where, raw = Source.parse(item.source), item.txn.model_dump_json().encode()
+        else:
+            where, raw = Source.parse(item.source.replace("~lo", "").replace("~hi", "")), (
+                item.model_dump_json().encode()
+            )
+        await self._dead_letter(dead_letters.internal_error(where, exc, raw))
+
+    async def _dead_letter(self, letter: DeadLetter) -> None:
+        await self.checkpoint.send(
+            self.topics.dead_letters, None, dead_letters.counted(letter, self.metrics)
+        )
+
+    async def commit(self) -> None:
+        for vpa, user in self.users.items():
+            self.checkpoint.stage(user.partition, user_key(vpa), encode_user(user.state))
+        await self.checkpoint.commit()
+        _observe(self.metrics, self.decided)
 
 
 def attach_decide(
     app: faust.App,
-    emit: Emitter,
-    by_payer: TopicT,
-    table: TableT[bytes, bytes],
-    outputs: dict[str, TopicT],
+    sender: Sender,
+    by_payer: faust.types.TopicT,
+    store: PartitionStore,
+    topics: DecideTopics,
     book: RuleBook,
     metrics: Metrics,
     batch_max: int,
     within_s: float,
 ) -> None:
-    grants_topic, decisions_topic = outputs["grants"], outputs["decisions"]
-    alerts_topic, dead_letters = outputs["alerts"], outputs["dead_letters"]
-
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        batch = Batch(emit, table)
-        decided: list[tuple[Effects, int]] = []
-        progress: dict[int, tuple[EventT[bytes], Progress]] = {}
+        batch = DecideBatch(sender, store, topics, book, metrics)
         for event in events:
-            message: RoutedTransaction | FraudFlag | None = None
-            try:
-                message = ByPayer.validate_json(event.message.value or b"")
-                partition = event.message.partition
-                if partition not in progress:
-                    with within_event(event):
-                        raw = table.get(progress_key(partition))
-                    progress[partition] = (event, Progress(raw))
-                marks = progress[partition][1]
-                if marks.done(message.source):
-                    metrics.replays_skipped.inc()
-                    continue
-                marks.finish(message.source)
-                with within_event(event):
-                    if isinstance(message, FraudFlag):
-                        effects = apply_flag(message, book, batch.view)
-                    else:
-                        effects = process(message.txn, book, batch.view, message.source)
-            except Exception as exc:
-                batch.sent(
-                    await send_dead_letter(
-                        emit, dead_letters, _parked(event, exc, message), metrics
-                    )
-                )
-                continue
-            user = message.user_vpa if isinstance(message, FraudFlag) else message.txn.payer_vpa
-            key = user.encode()
-            for alert in effects.alerts:
-                await batch.send(alerts_topic, key, alert.model_dump_json().encode())
-            for grant in effects.grants:
-                await batch.send(grants_topic, key, grant.model_dump_json().encode())
-            if effects.decision is not None:
-                await batch.send(decisions_topic, key, effects.decision.model_dump_json().encode())
-            batch.stage(event, effects.writes)
-            decided.append((effects, message.ingested_ns))
-        # Outputs first: nothing is marked done before the broker has it.
-        await batch.commit(
-            [
-                (event, progress_key(partition), marks.dump())
-                for partition, (event, marks) in progress.items()
-                if marks.changed
-            ]
-        )
-        _observe(metrics, decided)
+            msg = event.message
+            await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)
+        await batch.commit()
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
         await run_batches(app, "decide", stream, decide_batch, batch_max, within_s)
-
-
-def _parked(
-    event: EventT[bytes], exc: Exception, message: RoutedTransaction | FraudFlag | None
-) -> DeadLetter:
-    """Point the dead letter at the feed message when the envelope was readable."""
-    if isinstance(message, RoutedTransaction):
-        raw = message.txn.model_dump_json().encode()
-        return internal_error(event, exc, Source.parse(message.source), raw)
-    return internal_error(event, exc)
-
-
-def progress_key(partition: int) -> bytes:
-    """Per decide partition; the NUL prefix keeps it apart from user keys (VPAs)."""
-    return f"\x00progress\x00{partition}".encode()
 
 
 def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:

@@ -95,7 +95,7 @@ CONTRACTS: tuple[Contract, ...] = (
         "serialization",
         "Output: one message on topic `rewards.dead-letters` (no key): one per rejected input "
         "message, with a machine reason code and the original bytes.",
-        # agents/ingest.py serializes dead letters with exclude_none=True.
+        # agents/dead_letters.py serializes dead letters with exclude_none=True.
         omitted_when_none=frozenset({"field"}),
     ),
     Contract(

@@ -7,18 +7,26 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+import mode
+
+from agents.checkpoint import FaustSender
 from agents.circular import attach_circular
-from agents.decide import attach_decide
-from agents.emit import Emitter
-from agents.ingest import attach_ingest
+from agents.decide import DecideTopics, attach_decide
+from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
+from agents.store import FaustTableStore
 from rewards.rulebook import RuleBook
 from topologies import fetch_wait, health, highwater, topics
 from topologies.settings import Settings
 
 
 def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None) -> faust.App:
-    """One worker process: ingest + decide agents, sharing one consumer group."""
+    """One worker process: the ingest edge, then the decide and circular agents."""
+    if settings.processing_guarantee == "exactly_once":
+        raise ValueError(
+            "processing_guarantee: exactly_once is not supported by the batch-native stages "
+            "(they publish their changelog themselves); use at_least_once"
+        )
     internal = topics.Internal(settings.app_id)
     highwater.install()
     fetch_wait.install(settings.fetch_max_wait_ms)
@@ -35,6 +43,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         processing_guarantee=settings.processing_guarantee,
+        table_standby_replicas=settings.table_standby_replicas,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         producer_linger=settings.producer_linger_ms / 1000,
@@ -47,7 +56,6 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
     )
     metrics = metrics or Metrics()
     within_s = settings.batch_within_ms / 1000
-    feed = app.topic(topics.TRANSACTIONS, value_serializer="raw", key_serializer="raw")
     by_payer = app.topic(
         internal.by_payer,
         partitions=settings.partitions,
@@ -55,16 +63,6 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         key_serializer="raw",
         value_serializer="raw",
     )
-    outputs = {
-        name: app.topic(topic, key_serializer="raw", value_serializer="raw")
-        for name, topic in (
-            ("grants", topics.COIN_GRANTS),
-            ("decisions", topics.DECISIONS),
-            ("alerts", topics.FRAUD_ALERTS),
-            ("dead_letters", topics.DEAD_LETTERS),
-        )
-    }
-    dead_letters = outputs["dead_letters"]
     # Faust's RocksDB defaults (64 MB write buffer x3, 2 GiB block cache) are
     # per partition store: 8 partitions x 2 tables could hold GBs before a
     # flush. Bounded here so memory scales predictably (docs/operations.md).
@@ -81,10 +79,8 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         value_type=bytes,
         options=store_options,
     )
-    emit = Emitter(app, transactional=settings.processing_guarantee == "exactly_once")
-    batching = (settings.batch_max, within_s)
+    sender = FaustSender(app)
     circular_ms = book.fraud.circular_ms
-    by_pair = None
     if circular_ms is not None:
         by_pair = app.topic(
             internal.by_pair,
@@ -102,28 +98,64 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         )
         attach_circular(
             app,
-            emit,
+            sender,
             by_pair,
-            pairs,
-            by_payer,
-            dead_letters,
+            FaustTableStore(pairs),
+            internal.by_payer,
+            settings.partitions,
+            topics.DEAD_LETTERS,
             circular_ms,
             book.fraud.pair_late_ms,
             metrics,
-            *batching,
+            settings.pack_batch_max,
+            within_s,
         )
-    attach_ingest(
-        app,
-        emit,
-        feed,
-        by_payer,
-        by_pair,
-        dead_letters,
-        metrics,
-        *batching,
-        gaps=settings.feed_offset_gaps,
+    decide_topics = DecideTopics(
+        grants=topics.COIN_GRANTS,
+        decisions=topics.DECISIONS,
+        alerts=topics.FRAUD_ALERTS,
+        dead_letters=topics.DEAD_LETTERS,
     )
-    attach_decide(app, emit, by_payer, state, outputs, book, metrics, *batching)
+    attach_decide(
+        app,
+        sender,
+        by_payer,
+        FaustTableStore(state),
+        decide_topics,
+        book,
+        metrics,
+        settings.pack_batch_max,
+        within_s,
+    )
+    edge = Edge(
+        EdgeConfig(
+            bootstrap=settings.bootstrap_list(),
+            group=internal.edge_group,
+            feed=topics.TRANSACTIONS,
+            by_payer=internal.by_payer,
+            by_pair=internal.by_pair if circular_ms is not None else None,
+            dead_letters=topics.DEAD_LETTERS,
+            partitions=settings.partitions,
+            max_records=settings.batch_max,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            session_timeout_ms=settings.session_timeout_s * 1000,
+            rebalance_timeout_ms=settings.rebalance_timeout_s * 1000,
+            linger_ms=settings.producer_linger_ms,
+            gaps=settings.feed_offset_gaps,
+        ),
+        metrics,
+    )
+
+    @app.service
+    class IngestEdge(mode.Service):
+        """Starts with the app (after table recovery), stops before the producer."""
+
+        async def on_start(self) -> None:
+            await edge.start()
+
+        async def on_stop(self) -> None:
+            await edge.stop()
+
     if settings.faust_sensors:
         setup_prometheus_sensors(app, pattern="/metrics")
     else:
@@ -135,5 +167,5 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             body = generate_latest(metrics.registry)
             return view.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    health.install(app, metrics, book.version, settings.bootstrap_list())
+    health.install(app, metrics, book.version, settings.bootstrap_list(), edge.lag)
     return app

@@ -28,7 +28,7 @@ import logging
 import os
 import platform
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -155,9 +155,16 @@ class WorkerCollector(Collector):
     the metric names exist from the first scrape (dashboards, tests).
     """
 
-    def __init__(self, app: faust.App | None, ends: EndOffsets | None = None) -> None:
+    def __init__(
+        self,
+        app: faust.App | None,
+        ends: EndOffsets | None = None,
+        edge_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
+    ) -> None:
         self.app = app
         self.ends = ends
+        #: the ingest edge reads the feed with its own consumer (agents.edge)
+        self.edge_lag = edge_lag
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return list(self._families())
@@ -181,6 +188,9 @@ class WorkerCollector(Collector):
                 # No commit yet: the group starts from the earliest offset.
                 start = committed if committed is not None and committed >= 0 else 0
                 lag.add_metric([tp.topic, str(tp.partition)], max(end - start, 0))
+            for (topic, partition), behind in sorted((_safe(self.edge_lag) or {}).items()):
+                per_topic[topic] = per_topic.get(topic, 0) + 1
+                lag.add_metric([topic, str(partition)], behind)
             for topic, n in sorted(per_topic.items()):
                 assigned.add_metric([topic], n)
             ready.add_metric([], 1.0 if readiness(app).ready else 0.0)
@@ -243,12 +253,16 @@ def _table_size(table: Any) -> tuple[int, int]:
 
 
 def install(
-    app: faust.App, metrics: Metrics, rules_version: str, bootstrap: list[str] | None = None
+    app: faust.App,
+    metrics: Metrics,
+    rules_version: str,
+    bootstrap: list[str] | None = None,
+    edge_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
 ) -> None:
     """Add /healthz, /readyz, the scrape-time collector and the info gauges."""
     metrics.set_info(rules_version, build_labels())
     ends = EndOffsets(bootstrap) if bootstrap else None
-    metrics.registry.register(WorkerCollector(app, ends))
+    metrics.registry.register(WorkerCollector(app, ends, edge_lag))
 
     if ends is not None:
 

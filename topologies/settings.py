@@ -41,7 +41,15 @@ class Settings(BaseSettings):
     rocksdb_block_cache_mb: int = Field(
         default=32, ge=1, description="RocksDB read cache per partition store"
     )
-    batch_max: int = Field(default=2000, ge=1, description="events per processing batch")
+    batch_max: int = Field(
+        default=5000, ge=1, description="feed records the ingest edge takes per batch"
+    )
+    pack_batch_max: int = Field(
+        default=64, ge=1, description="packs (of up to 500 events) a stateful stage takes per batch"
+    )
+    table_standby_replicas: int = Field(
+        default=0, ge=0, description="standby copies of each table partition on other workers"
+    )
     batch_within_ms: int = Field(
         default=10,
         ge=1,

@@ -30,6 +30,11 @@ class Internal:
         return f"{self.app_id}.payments-by-pair"
 
     @property
+    def edge_group(self) -> str:
+        """The ingest edge's consumer group on the feed (agents.edge)."""
+        return f"{self.app_id}-ingest"
+
+    @property
     def state_table(self) -> str:
         return "user-state"
 

@@ -1,13 +1,12 @@
 """Start one worker process: validate rules, make sure topics exist, run Faust.
 
-Local table state is trusted only after a clean stop (see ``prepare_state_dir``).
+Local table state survives any stop (see ``prepare_state_dir``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,44 +21,20 @@ from topologies.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Written when the worker stops cleanly, removed when it starts.
-CLEAN_MARK = "CLEAN_SHUTDOWN"
+#: Left by workers that discarded their state after a crash; removed if found.
+LEGACY_MARK = "CLEAN_SHUTDOWN"
 
 
-def prepare_state_dir(data_dir: Path) -> bool:
-    """Discard local table state left by a crash; return True if it was discarded.
+def prepare_state_dir(data_dir: Path) -> None:
+    """Make the data dir. Local table state is kept after any stop, ``kill -9`` included.
 
-    Why: after a kill -9 the local rocksdict store can be *ahead* of the
-    changelog (a write lands locally at once; its changelog record is still in
-    the producer's buffer). On restart Faust replays the changelog from the
-    last acknowledged offset over that store, which puts back the older
-    version of any key whose newer version never reached the broker, while
-    keys not in that range (our progress marks among them) keep their newer
-    local value. The store is then a mix of two moments: events marked done
-    but with their cap counters or payment records rolled back. Measured in
-    the chaos suite: a user's daily cap exceeded by the coins of an event
-    whose head update was rolled back. The changelog alone is always a
-    consistent prefix (one partition, written in order, progress marks last),
-    so after an unclean stop we recover from it alone, like Kafka Streams
-    wiping its stores when no checkpoint file was left by a clean shutdown.
+    The stateful stages write the local store only after its changelog
+    records are acknowledged, with the changelog offset in the same RocksDB
+    write batch (``agents.checkpoint``), so the store is never ahead of its
+    changelog and Faust's recovery replays only the tail beyond that offset.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    mark = data_dir / CLEAN_MARK
-    tables = [p for p in data_dir.iterdir() if p.name != CLEAN_MARK]
-    discarded = False
-    if tables and not mark.exists():
-        for path in tables:
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        discarded = True
-    mark.unlink(missing_ok=True)
-    return discarded
-
-
-def mark_clean(data_dir: Path) -> None:
-    (data_dir / CLEAN_MARK).write_text("the worker stopped cleanly; local state is trusted\n")
+    (data_dir / LEGACY_MARK).unlink(missing_ok=True)
 
 
 class _Worker(faust.Worker):
@@ -94,21 +69,15 @@ def run_worker(settings: Settings) -> int:
         wanted = {topics.TRANSACTIONS: settings.input_partitions}
         wanted.update({name: settings.partitions for name in topics.OUTPUTS})
         ensure_topics(servers, wanted, settings.replication_factor)
-    discarded = prepare_state_dir(settings.data_dir)
-    note = " (left by an unclean stop: discarded, recovering from the changelog)"
+    prepare_state_dir(settings.data_dir)
     print(
         f"upi-rewards worker: rules {book.version!r} ({len(book.spec.rules)} rules, "
         f"tz {book.spec.timezone}), brokers {settings.kafka_bootstrap_servers}, "
-        f"state in {settings.data_dir}{note if discarded else ''}, metrics on "
+        f"state in {settings.data_dir}, metrics on "
         f"http://{settings.web_host}:{settings.web_port}/metrics",
         flush=True,
     )
     app = build_app(settings, book)
     worker = _Worker(app, loglevel=settings.log_level, quiet=True)
-    try:
-        worker.execute_from_commandline()  # returns only via SystemExit
-    except SystemExit as exit_:
-        if exit_.code in (None, 0):
-            mark_clean(settings.data_dir)
-        raise
+    worker.execute_from_commandline()  # returns only via SystemExit
     return 0

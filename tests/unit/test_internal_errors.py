@@ -1,14 +1,11 @@
-"""A bug of ours parks the event in the dead-letter topic, pointing at the feed message."""
+"""A bug of ours parks the item in the dead-letter topic, pointing at the feed message."""
 
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
-from typing import Any
 
-from agents.ingest import internal_error
+from agents.dead_letters import internal_error
 from rewards.validate import Source
-from schemas.routed import RoutedTransaction
 from schemas.transaction import Transaction
 
 TXN = Transaction.model_validate_json(
@@ -18,23 +15,11 @@ TXN = Transaction.model_validate_json(
 )
 
 
-def fake_event(value: bytes) -> Any:
-    return SimpleNamespace(
-        message=SimpleNamespace(
-            topic="upi-rewards.txns-by-payer", partition=3, offset=77, value=value
-        )
-    )
-
-
 def test_points_at_the_feed_message_and_keeps_personal_data_out_of_logs(caplog):
-    routed = RoutedTransaction(txn=TXN, source="upi.transactions:5:1234", ingested_ns=1)
     exc = ValueError("boom for meera.iyer@oksbi")
     with caplog.at_level(logging.ERROR):
         letter = internal_error(
-            fake_event(routed.model_dump_json().encode()),
-            exc,
-            Source.parse(routed.source),
-            TXN.model_dump_json().encode(),
+            Source.parse("upi.transactions:5:1234"), exc, TXN.model_dump_json().encode()
         )
     assert (letter.reason, letter.topic, letter.partition, letter.offset) == (
         "INTERNAL_ERROR",
@@ -47,9 +32,10 @@ def test_points_at_the_feed_message_and_keeps_personal_data_out_of_logs(caplog):
     assert caplog.records and "meera" not in caplog.text and "ValueError" in caplog.text
 
 
-def test_without_an_envelope_the_internal_position_is_kept():
-    letter = internal_error(fake_event(b"not an envelope"), KeyError("x"))
+def test_an_unreadable_pack_keeps_its_internal_position():
+    where = Source("upi-rewards.txns-by-payer", 3, 77)
+    letter = internal_error(where, KeyError("x"), b"not a pack")
     assert (letter.topic, letter.partition, letter.offset) == ("upi-rewards.txns-by-payer", 3, 77)
-    assert letter.raw == "not an envelope"
+    assert letter.raw == "not a pack"
     assert Source.parse("a.b:0:9") == Source("a.b", 0, 9)
     assert str(Source("upi.transactions", 4, 17)) == "upi.transactions:4:17"

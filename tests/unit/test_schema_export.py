@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agents.ingest import dead_letter_bytes
+from agents.dead_letters import encode as dead_letter_bytes
 from rewards.ledger import replay
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode

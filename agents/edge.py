@@ -1,0 +1,331 @@
+"""Stage 1, the stateless edge: read the bank's feed in bulk, validate, dead-letter, route.
+
+No state, so no Faust: an aiokafka consumer (Faust's own transport) in its own
+consumer group (``<app_id>-ingest``) inside the worker reads the feed many
+records at a time. Per fetched batch:
+
+1. each message becomes a ``Transaction`` or a ``DeadLetter``
+   (``rewards.validate.decode``, never raises);
+2. valid events are packed per target partition (``schemas.packed``): one
+   record per ``txns-by-payer`` partition (key = the payer, hashed as Kafka's
+   default partitioner does), one per ``payments-by-pair`` partition;
+3. packs and dead letters are produced; **every one acknowledged**;
+4. only then are the feed offsets committed.
+
+A crash before 4 re-reads the batch: the packs carry the same feed positions,
+so the decide stage's replay marks skip what it already applied, and dead
+letters repeat identically. A rebalance waits for the batch in flight to finish
+and commit (``on_partitions_revoked``) before the partitions move; a commit
+refused because the group moved on is harmless for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.partitioner import murmur2
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from agents import dead_letters, guard
+from agents.continuity import Continuity, OnGap, fail_on_gap
+from agents.metrics import Metrics
+from rewards.circular import pair_key
+from rewards.validate import Source, decode
+from rewards.windows import epoch_ms
+from schemas.common import TxnKind, TxnStatus
+from schemas.dead_letter import DeadLetter
+from schemas.packed import encode_pack
+from schemas.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), so a key lands where a keyed send would."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Partitioner:
+    """``partition_for`` with a cache: a batch sees the same users again and again."""
+
+    def __init__(self, partitions: int, size: int = 200_000) -> None:
+        self.partitions = partitions
+        self._cache: dict[bytes, int] = {}
+        self._size = size
+
+    def __call__(self, key: bytes) -> int:
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= self._size:
+                self._cache.clear()
+            found = self._cache[key] = partition_for(key, self.partitions)
+        return found
+
+
+def routed_item(txn: Transaction, source: str, now_ns: int) -> bytes:
+    """One ``RoutedTransaction`` envelope, encoded (``schemas.routed``)."""
+    return b'{"type":"txn","txn":%s,"source":"%s","ingested_ns":%d}' % (
+        txn.model_dump_json().encode(),
+        source.encode(),
+        now_ns,
+    )
+
+
+def pair_item(txn: Transaction, source: str, now_ns: int) -> bytes | None:
+    """One ``PairPayment``, encoded; only SUCCESS payments between two users count."""
+    if (
+        txn.kind is not TxnKind.PAYMENT
+        or txn.status is not TxnStatus.SUCCESS
+        or txn.payer_vpa == txn.payee_vpa
+    ):
+        return None
+    return b'{"txn_id":"%s","payer_vpa":"%s","payee_vpa":"%s","t_ms":%d,"source":"%s",' \
+        b'"ingested_ns":%d}' % (
+            txn.txn_id.encode(),
+            txn.payer_vpa.encode(),
+            txn.payee_vpa.encode(),
+            epoch_ms(txn.event_time),
+            source.encode(),
+            now_ns,
+        )
+
+
+@dataclass
+class Routed:
+    """One fetched batch, validated and packed: what the edge sends for it."""
+
+    packs: dict[int, list[bytes]] = field(default_factory=dict)
+    pair_packs: dict[int, list[bytes]] = field(default_factory=dict)
+    letters: list[DeadLetter] = field(default_factory=list)
+    valid: int = 0
+
+
+def route(
+    messages: Sequence[tuple[str, int, int, bytes | None]],
+    by_payer: Partitioner,
+    by_pair: Partitioner | None,
+    now_ns: int,
+) -> Routed:
+    """Validate and pack (topic, partition, offset, value) messages, in order; pure."""
+    out = Routed()
+    for topic, partition, offset, value in messages:
+        where = Source(topic, partition, offset)
+        try:
+            result = decode(value, where)
+            if isinstance(result, DeadLetter):
+                out.letters.append(result)
+                continue
+            source = str(where)
+            payer = result.payer_vpa.encode()
+            item = routed_item(result, source, now_ns)
+            pair = pair_item(result, source, now_ns) if by_pair is not None else None
+        except Exception as exc:  # a bug of ours: park the message, go on
+            out.letters.append(dead_letters.internal_error(where, exc, value or b""))
+            continue
+        out.packs.setdefault(by_payer(payer), []).append(item)
+        out.valid += 1
+        if pair is not None and by_pair is not None:
+            key = pair_key(result.payer_vpa, result.payee_vpa).encode()
+            out.pair_packs.setdefault(by_pair(key), []).append(pair)
+    return out
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    bootstrap: list[str]
+    group: str
+    feed: str
+    by_payer: str
+    by_pair: str | None
+    dead_letters: str
+    partitions: int
+    max_records: int = 5000
+    fetch_max_wait_ms: int = 100
+    session_timeout_ms: int = 10_000
+    rebalance_timeout_ms: int = 10_000
+    linger_ms: int = 5
+    #: items per pack at most (a pack stays well under the broker's message limit)
+    pack_max: int = 500  # < schemas.packed.PACK_SLOTS
+    gaps: Literal["fail", "count"] = "fail"
+
+
+class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        async with self.edge.batch_lock:  # the batch in flight finishes and commits first
+            self.edge.continuity_reset()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        consumer = self.edge._consumer
+        if consumer is None:
+            return
+        for tp in assigned:  # for the lag gauge until this worker commits there
+            with contextlib.suppress(KafkaError):
+                self.edge.committed[tp] = await consumer.committed(tp) or 0
+
+
+class Edge:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        metrics: Metrics,
+        client_options: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.batch_lock = asyncio.Lock()
+        self._client_options = client_options or dict
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._by_payer = Partitioner(config.partitions)
+        self._by_pair = Partitioner(config.partitions) if config.by_pair else None
+        on_gap: OnGap = fail_on_gap if config.gaps == "fail" else self._count_gap
+        self._generation = 0
+        self._continuity = Continuity(on_gap, lambda: self._generation)
+        self.committed: dict[TopicPartition, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        cfg = self.config
+        extra = self._client_options()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=cfg.bootstrap,
+            acks="all",
+            linger_ms=cfg.linger_ms,
+            max_batch_size=1024 * 1024,
+            max_request_size=4 * 1024 * 1024,
+            **extra,
+        )
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap,
+            group_id=cfg.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(cfg.session_timeout_ms // 3, 100),
+            rebalance_timeout_ms=cfg.rebalance_timeout_ms,
+            **extra,
+        )
+        self._consumer.subscribe([cfg.feed], listener=_Revoke(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="ingest-edge")
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the batch in flight (bounded), then leave the group and close."""
+        self._stopping = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    # ------------------------------------------------------------------ the loop
+    def continuity_reset(self) -> None:
+        self._generation += 1
+
+    def _count_gap(self, topic: str, partition: int, first: int, last: int) -> None:
+        self.metrics.input_offset_gaps.labels(topic=topic).inc(last - first + 1)
+        log.warning("%s[%s]: offsets %s..%s never delivered", topic, partition, first, last)
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping:
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=self.config.fetch_max_wait_ms, max_records=self.config.max_records
+                )
+            except KafkaError as exc:
+                log.warning("ingest edge: fetch failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            if not fetched:
+                continue
+            async with self.batch_lock:
+                await guard.whole_batch("ingest", self._batch(fetched))
+
+    async def _batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        records = [r for batch in fetched.values() for r in batch]
+        self._continuity.check_positions(
+            [(r.topic, r.partition, r.offset) for r in records]
+        )  # raises before anything is sent: the worker fail-stops and re-reads
+        routed = route(
+            [(r.topic, r.partition, r.offset, r.value) for r in records],
+            self._by_payer,
+            self._by_pair,
+            time.time_ns(),
+        )
+        await self._send(routed)
+        await self._commit({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
+
+    async def _send(self, routed: Routed) -> None:
+        producer, cfg = self._producer, self.config
+        assert producer is not None
+        futures: list[asyncio.Future[Any]] = []
+        step = cfg.pack_max
+        for partition, items in routed.packs.items():
+            for i in range(0, len(items), step):
+                value = encode_pack(items[i : i + step])
+                futures.append(await producer.send(cfg.by_payer, value, partition=partition))
+        if cfg.by_pair is not None:
+            for partition, items in routed.pair_packs.items():
+                for i in range(0, len(items), step):
+                    value = encode_pack(items[i : i + step])
+                    futures.append(await producer.send(cfg.by_pair, value, partition=partition))
+        for letter in routed.letters:
+            value = dead_letters.counted(letter, self.metrics)
+            futures.append(await producer.send(cfg.dead_letters, value))
+        # Every forward acknowledged before the feed offsets move: a refused one
+        # fails the batch (agents.guard), it is never committed past.
+        await asyncio.gather(*futures)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on (rebalance): the new owner re-reads from the
+            # last commit; the replay marks make that harmless.
+            log.warning("ingest edge: commit refused (%s); the batch will be re-read",
+                        type(exc).__name__)
+            return
+        self.committed.update(offsets)
+
+    # ------------------------------------------------------------------ metrics
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages between the committed offset and the end, per assigned feed partition."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out: dict[tuple[str, int], int] = {}
+        try:
+            assigned = consumer.assignment()
+        except Exception:
+            return {}
+        for tp in assigned:
+            try:
+                end = consumer.highwater(tp)
+            except Exception:
+                end = None
+            if end is None:
+                continue
+            out[(tp.topic, tp.partition)] = max(end - self.committed.get(tp, 0), 0)
+        return out
