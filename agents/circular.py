@@ -56,7 +56,9 @@ class CircularBatch:
         try:
             items = PairPacks.validate_json(value or b"").items
         except Exception as exc:
-            letter = dead_letters.internal_error(Source(topic, partition, offset), exc, value or b"")
+            letter = dead_letters.internal_error(
+                Source(topic, partition, offset), exc, value or b""
+            )
             await self._dead_letter(letter)
             return
         for i, pair in enumerate(items):
@@ -76,8 +78,8 @@ class CircularBatch:
                 self._rebuild(key, partition)  # observe may have half-run
                 continue
             self.applied.setdefault(key, []).append(pair)
-            where = f"{topic}~{{side}}:{partition}:{offset * PACK_SLOTS + i}"
-            for flag in flags_for(hits, self.window_ms, where, self.now_ns):
+            position = f"{topic}~{{side}}:{partition}:{offset * PACK_SLOTS + i}"
+            for flag in flags_for(hits, self.window_ms, position, self.now_ns):
                 target = self.partitioner(flag.user_vpa.encode())
                 self.flags.setdefault(target, []).append(flag.model_dump_json().encode())
 

@@ -55,7 +55,9 @@ class Continuity:
 
     def check(self, events: Sequence[EventT[bytes]]) -> None:
         """Call ``on_gap`` (which may raise) for records missing before any of ``events``."""
-        self.check_positions([(e.message.topic, e.message.partition, e.message.offset) for e in events])
+        self.check_positions(
+            [(e.message.topic, e.message.partition, e.message.offset) for e in events]
+        )
 
     def check_positions(self, positions: Sequence[tuple[str, int, int]]) -> None:
         """``check`` for (topic, partition, offset) triples in delivery order."""

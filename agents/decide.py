@@ -53,9 +53,7 @@ class _User:
     items: list[RoutedTransaction | FraudFlag] = field(default_factory=list)
 
 
-def _apply(
-    item: RoutedTransaction | FraudFlag, book: RuleBook, state: UserState
-) -> Effects:
+def _apply(item: RoutedTransaction | FraudFlag, book: RuleBook, state: UserState) -> Effects:
     if isinstance(item, FraudFlag):
         return apply_flag(item, book, state)
     return process(item.txn, book, state, item.source)
@@ -134,8 +132,9 @@ class DecideBatch:
         if isinstance(item, RoutedTransaction):
             where, raw = Source.parse(item.source), item.txn.model_dump_json().encode()
         else:
-            where, raw = Source.parse(item.source.replace("~lo", "").replace("~hi", "")), (
-                item.model_dump_json().encode()
+            where, raw = (
+                Source.parse(item.source.replace("~lo", "").replace("~hi", "")),
+                (item.model_dump_json().encode()),
             )
         await self._dead_letter(dead_letters.internal_error(where, exc, raw))
 

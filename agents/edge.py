@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so a key lands where a keyed send would."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Partitioner:
@@ -87,8 +87,10 @@ def pair_item(txn: Transaction, source: str, now_ns: int) -> bytes | None:
         or txn.payer_vpa == txn.payee_vpa
     ):
         return None
-    return b'{"txn_id":"%s","payer_vpa":"%s","payee_vpa":"%s","t_ms":%d,"source":"%s",' \
-        b'"ingested_ns":%d}' % (
+    return (
+        b'{"txn_id":"%s","payer_vpa":"%s","payee_vpa":"%s","t_ms":%d,"source":"%s",'
+        b'"ingested_ns":%d}'
+        % (
             txn.txn_id.encode(),
             txn.payer_vpa.encode(),
             txn.payee_vpa.encode(),
@@ -96,6 +98,7 @@ def pair_item(txn: Transaction, source: str, now_ns: int) -> bytes | None:
             source.encode(),
             now_ns,
         )
+    )
 
 
 @dataclass
@@ -304,8 +307,9 @@ class Edge:
         except (CommitFailedError, IllegalStateError) as exc:
             # The group moved on (rebalance): the new owner re-reads from the
             # last commit; the replay marks make that harmless.
-            log.warning("ingest edge: commit refused (%s); the batch will be re-read",
-                        type(exc).__name__)
+            log.warning(
+                "ingest edge: commit refused (%s); the batch will be re-read", type(exc).__name__
+            )
             return
         self.committed.update(offsets)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import faust
+import mode
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-import mode
 
 from agents.checkpoint import FaustSender
 from agents.circular import attach_circular

@@ -12,10 +12,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 
 from topologies import topics
@@ -123,16 +125,38 @@ def workers(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[WorkerFactory]:
     factory.stop_all()
 
 
-def wait_for_outputs(bootstrap: str, expected: int, timeout: float = 120.0) -> TopicTail:
+def decided(tail: TopicTail) -> Counter[tuple[str, str]]:
+    """(txn_id, outcome) of every decision record read so far, with repeats."""
+    return Counter(
+        (d["txn_id"], d["outcome"])
+        for d in map(orjson.loads, (v for _, v in tail.records[topics.DECISIONS]))
+    )
+
+
+def wait_for_outputs(
+    bootstrap: str,
+    expected: int,
+    timeout: float = 120.0,
+    decisions: Counter[tuple[str, str]] | None = None,
+) -> TopicTail:
     """Read the outputs until decisions + dead letters hold ``expected`` records.
 
-    Returns the reader with every record of the three output topics, after a
-    short quiet period so that anything beyond ``expected`` would show up too.
+    With ``decisions`` (the oracle's (txn_id, outcome) counts), also until
+    every one of those has been read: after a crash, repeated records alone
+    could otherwise make up the count. Returns the reader with every record of
+    the output topics, after a short quiet period so that anything beyond
+    ``expected`` would show up too.
     """
     tail = TopicTail([bootstrap], topics.OUTPUTS)
+
+    def short() -> bool:
+        if tail.count(topics.DECISIONS) + tail.count(topics.DEAD_LETTERS) < expected:
+            return True
+        return decisions is not None and bool(decisions - decided(tail))
+
     try:
         deadline = time.monotonic() + timeout
-        while tail.count(topics.DECISIONS) + tail.count(topics.DEAD_LETTERS) < expected:
+        while short():
             if time.monotonic() > deadline:
                 counts = {t: tail.count(t) for t in topics.OUTPUTS}
                 raise AssertionError(f"timed out waiting for {expected} outputs; have {counts}")
