@@ -1,8 +1,8 @@
-"""Move the workers' consumer group back on the input topic, to replay the feed.
+"""Move the ingest edge's consumer group back on the input topic, to replay the feed.
 
-Replays are harmless by design (docs/design.md): ingest re-forwards a message
-with the same feed coordinates, decide recognises it by its progress marks and
-skips it (``rewards_replays_skipped_total``); anything not yet finished is
+Replays are harmless by design (docs/design.md): the edge re-forwards a message
+with the same feed coordinates, decide recognises it by the user's replay marks
+and skips it (``rewards_replays_skipped_total``); anything not yet finished is
 decided with the same deterministic grant/alert ids. Only the input topic is
 moved: the internal re-keyed topics and changelogs keep their offsets.
 
@@ -97,7 +97,9 @@ def reset_offsets(
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m topologies.replay", description=__doc__)
     p.add_argument("--bootstrap", help="default: REWARDS_KAFKA_BOOTSTRAP_SERVERS")
-    p.add_argument("--group", help="consumer group (default: REWARDS_APP_ID)")
+    p.add_argument(
+        "--group", help="consumer group (default: the ingest edge's, <REWARDS_APP_ID>-ingest)"
+    )
     p.add_argument("--topic", default=topics.TRANSACTIONS)
     p.add_argument("--partition", type=int, action="append", help="repeatable; default all")
     p.add_argument(
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         moved = reset_offsets(
             settings.bootstrap_list(),
-            args.group or settings.app_id,
+            args.group or topics.Internal(settings.app_id).edge_group,
             args.topic,
             offset=args.to_offset,
             timestamp_ms=stamp,
