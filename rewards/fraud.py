@@ -115,31 +115,12 @@ class Hit:
 
 @dataclass(slots=True)
 class FraudState:
-    """One user's windows, cooldowns and holds; lives in the user's head record."""
+    """One user's windows, cooldowns and holds; part of ``rewards.state.UserState``."""
 
     newest: int | None = None
     seen: list[list[Any]] = field(default_factory=list)  # [t, txn, payee], sorted
     cool: dict[str, list[list[int]]] = field(default_factory=dict)
     hold: dict[str, list[list[int]]] = field(default_factory=dict)
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any] | None) -> FraudState:
-        if not doc:
-            return cls()
-        return cls(
-            newest=doc["n"],
-            seen=doc["s"],
-            cool=doc["c"],
-            hold=doc["h"],
-        )
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "n": self.newest,
-            "s": self.seen,
-            "c": self.cool,
-            "h": self.hold,
-        }
 
     def is_late(self, t: int, cfg: FraudConfig) -> bool:
         """Too old for the payer's windows (the pair's windows judge on their own)."""

@@ -56,8 +56,7 @@ def simulate(
         if isinstance(result, DeadLetter):
             sim.dead_letters.append(result)
             continue
-        effects = process(result, book, sim.state, str(source))
-        sim.state.apply(effects)
+        effects = process(result, book, sim.state.user(result.payer_vpa), str(source))
         sim.effects.append(effects)
         if (
             width is None
@@ -72,7 +71,5 @@ def simulate(
             width, result.txn_id, t, result.payer_vpa, result.payee_vpa, book.fraud.pair_late_ms
         )
         for flag in flags_for(hits, width, f"sim~{{side}}:0:{offset}", 0):
-            flagged = apply_flag(flag, book, sim.state)
-            sim.state.apply(flagged)
-            sim.effects.append(flagged)
+            sim.effects.append(apply_flag(flag, book, sim.state.user(flag.user_vpa)))
     return sim
