@@ -23,8 +23,12 @@ user is bounded however long the stream runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from rewards.calendar import day_and_month, month_of_day
 from rewards.fraud import Hit
@@ -61,6 +65,8 @@ __all__ = [
 #: bounded; a later payment further back cannot be checked against its day's
 #: cap and earns nothing, a refund of such a payment claws nothing back.
 CAP_HORIZON_DAYS = 62
+
+Model = TypeVar("Model", bound=BaseModel)
 
 FRAUD_REASON = {
     FraudRule.VELOCITY: Reason.FRAUD_VELOCITY,
@@ -121,14 +127,16 @@ class _Event:
         alert, until, (start, end) = state.fraud.flag(self.book.fraud, hit)
         if alert:
             self.alerts.append(
-                FraudAlert.model_construct(  # validated inputs: see ``_grant``
-                    alert_id=alert_id_for(hit.trigger, hit.rule, self.user),
-                    user_vpa=self.user,
-                    rule=hit.rule,
-                    event_time=from_ms(hit.t),
-                    window_seconds=hit.window_ms // 1000,
-                    txn_ids=list(hit.txn_ids),
-                    cooldown_until=from_ms(until),
+                _make_alert(  # validated inputs: see ``_grant``
+                    {
+                        "alert_id": alert_id_for(hit.trigger, hit.rule, self.user),
+                        "user_vpa": self.user,
+                        "rule": hit.rule,
+                        "event_time": from_ms(hit.t),
+                        "window_seconds": hit.window_ms // 1000,
+                        "txn_ids": list(hit.txn_ids),
+                        "cooldown_until": from_ms(until),
+                    }
                 )
             )
         for txn_id, payment in self.payments_in(start, end):
@@ -325,6 +333,50 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
     return event.effects(_decision(txn, book, outcome, clawed, reasons))
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _trusted(cls: type[Model]) -> Callable[[dict[str, Any]], Model]:
+    """A constructor of ``cls`` from trusted values, as ``model_construct`` builds them.
+
+    ``model_construct`` is generic (aliases, defaults, extras looked up per
+    call) and was a fifth of the core's time; for these frozen output models
+    with no aliases, no private attributes and no post-init, it comes down to
+    setting four attributes. The values are passed in field order, every field
+    but the leading ones with a constant default (fields with a default factory
+    are always passed), and become the fields set, exactly
+    as ``model_construct(**values)`` would make them (tests/unit/test_state.py
+    compares the two).
+    """
+    defaults: dict[str, Any] = {}
+    for position, (name, info) in enumerate(cls.__pydantic_fields__.items()):
+        if info.alias is not None or info.validation_alias is not None:
+            raise TypeError(f"{cls.__name__}.{name} has an alias")
+        if not info.is_required() and info.default_factory is None:
+            if position != len(defaults):  # they lead, so {**defaults, **values} is in order
+                raise TypeError(f"{cls.__name__}.{name}: a constant default after other fields")
+            defaults[name] = info.default
+    if cls.__pydantic_post_init__ or cls.__pydantic_root_model__ or cls.__private_attributes__:
+        raise TypeError(f"{cls.__name__} needs model_construct")
+
+    def make(values: dict[str, Any]) -> Model:
+        model = _new(cls)
+        _set(model, "__dict__", {**defaults, **values} if defaults else values)
+        _set(model, "__pydantic_fields_set__", set(values))
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
+    return make
+
+
+_make_decision = _trusted(Decision)
+_make_grant = _trusted(CoinGrant)
+_make_alert = _trusted(FraudAlert)
+_make_rule_coins = _trusted(RuleCoins)
+
+
 def _grant(
     grant_id: str,
     kind: GrantKind,
@@ -334,23 +386,25 @@ def _grant(
     cause_txn_id: str,
     reason: GrantReason,
     book: RuleBook,
-    event_time: Any,
+    event_time: datetime,
     rules: list[RuleCoins] | None = None,
 ) -> CoinGrant:
-    # Built from validated inputs only, so validation is skipped (``model_construct``):
-    # it was a tenth of the core's time. tests/unit/test_outputs_valid.py checks
-    # that every output of a simulated feed passes the contract's validation.
-    return CoinGrant.model_construct(
-        grant_id=grant_id,
-        kind=kind,
-        user_vpa=user,
-        coins=coins,
-        txn_id=txn_id,
-        cause_txn_id=cause_txn_id,
-        reason=reason,
-        rules_version=book.version,
-        rules=rules or [],
-        event_time=event_time,
+    # Built from validated inputs only, so validation is skipped (``_trusted``).
+    # tests/unit/test_outputs_valid.py checks that every output of a simulated
+    # feed passes the contract's validation.
+    return _make_grant(
+        {
+            "grant_id": grant_id,
+            "kind": kind,
+            "user_vpa": user,
+            "coins": coins,
+            "txn_id": txn_id,
+            "cause_txn_id": cause_txn_id,
+            "reason": reason,
+            "rules_version": book.version,
+            "rules": rules or [],
+            "event_time": event_time,
+        }
     )
 
 
@@ -361,7 +415,7 @@ def _split(earned: list[tuple[str, int]], granted: int) -> list[RuleCoins]:
     for rule_id, coins in earned:
         take = min(coins, left)
         if take > 0:
-            out.append(RuleCoins.model_construct(rule_id=rule_id, coins=take))
+            out.append(_make_rule_coins({"rule_id": rule_id, "coins": take}))
             left -= take
     return out
 
@@ -369,14 +423,16 @@ def _split(earned: list[tuple[str, int]], granted: int) -> list[RuleCoins]:
 def _decision(
     txn: Transaction, book: RuleBook, outcome: Outcome, coins: int, reasons: list[Reason]
 ) -> Decision:
-    return Decision.model_construct(  # validated inputs: see ``_grant``
-        txn_id=txn.txn_id,
-        user_vpa=txn.payer_vpa,
-        outcome=outcome,
-        coins=coins,
-        reasons=reasons,
-        rules_version=book.version,
-        event_time=txn.event_time,
+    return _make_decision(  # validated inputs: see ``_grant``
+        {
+            "txn_id": txn.txn_id,
+            "user_vpa": txn.payer_vpa,
+            "outcome": outcome,
+            "coins": coins,
+            "reasons": reasons,
+            "rules_version": book.version,
+            "event_time": txn.event_time,
+        }
     )
 
 

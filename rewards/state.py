@@ -177,27 +177,49 @@ def _unpack(raw: bytes, what: str) -> Any:
 def encode_user(state: UserState) -> bytes:
     """One user's record: ``[marks, newest_day, days, months, fraud, txns, last_txn]``.
 
-    ``days``/``months`` are flat ``[key, coins, ...]``; ``fraud`` is ``null`` or
-    ``[newest, seen, cooldowns, holds]``; ``txns`` is flat per record, a
-    payment ``[id, age, t, amount, granted, refunded, clawed]``, a refund
-    ``[id, age, original_id, clawed]``, where age = newest_day - day.
+    ``days`` is flat ``[age, coins, ...]``, ``months`` flat ``[month, coins,
+    ...]``. ``txns`` holds one array per record in recorded order: a payment
+    ``[id, age, dt, amount, granted, refunded, clawed]``, a refund ``[id, age,
+    original_id, clawed]``, where
+    age = newest_day - day and dt = t minus the previous payment's t (0
+    before the first). ``fraud`` is ``null`` or ``[newest, seen, cooldowns,
+    holds]``; an entry of ``seen`` is ``[i, payee]`` when it is the payment at
+    index ``i`` of ``txns`` (same id and time), else ``[t, txn_id, payee]``.
     """
     newest = state.newest_day
     txns: list[Any] = []
+    where: dict[str, tuple[int, int]] = {}
+    prev = 0
     for txn_id, rec in state.txns.items():
         if type(rec) is Payment:
+            where[txn_id] = (len(txns), rec.t)
             txns.append(
-                (txn_id, newest - rec.day, rec.t, rec.amount, rec.granted, rec.refunded, rec.clawed)
+                (
+                    txn_id,
+                    newest - rec.day,
+                    rec.t - prev,
+                    rec.amount,
+                    rec.granted,
+                    rec.refunded,
+                    rec.clawed,
+                )
             )
+            prev = rec.t
         else:
             assert isinstance(rec, Refund)
             txns.append((txn_id, newest - rec.day, rec.original, rec.clawed))
     f = state.fraud
-    fraud = None if f.newest is None and not f.hold else (f.newest, f.seen, f.cool, f.hold)
+    fraud: Any = None
+    if f.newest is not None or f.hold:
+        seen: list[Any] = []
+        for t, txn_id, payee in f.seen:
+            at = where.get(txn_id)
+            seen.append((at[0], payee) if at is not None and at[1] == t else (t, txn_id, payee))
+        fraud = (f.newest, seen, f.cool, f.hold)
     doc = (
         state.marks,
         newest,
-        [x for kv in state.days.items() for x in kv],
+        [x for d, c in state.days.items() for x in (newest - d, c)],
         [x for kv in state.months.items() for x in kv],
         fraud,
         txns,
@@ -213,24 +235,34 @@ def decode_user(raw: bytes | None) -> UserState:
     try:
         marks, newest, days, months, fraud, txns, last_txn = _unpack(raw, "user")
         records: dict[str, Record] = {}
+        prev = 0
         for entry in txns:
             if len(entry) == 7:
-                txn_id, age, t, amount, granted, refunded, clawed = entry
-                records[txn_id] = Payment(newest - age, t, amount, granted, refunded, clawed)
+                txn_id, age, dt, amount, granted, refunded, clawed = entry
+                prev += dt
+                records[txn_id] = Payment(newest - age, prev, amount, granted, refunded, clawed)
             else:
                 txn_id, age, original, clawed = entry
                 records[txn_id] = Refund(newest - age, original, clawed)
+        fraud_state = FraudState()
+        if fraud is not None:
+            f_newest, seen, cool, hold = fraud
+            for i, entry in enumerate(seen):
+                if len(entry) == 2:
+                    txn_id = txns[entry[0]][0]
+                    seen[i] = [records[txn_id].t, txn_id, entry[1]]  # type: ignore[union-attr]
+            fraud_state = FraudState(f_newest, seen, cool, hold)
         return UserState(
             marks,
-            dict(zip(days[::2], days[1::2], strict=True)),
+            {newest - age: coins for age, coins in zip(days[::2], days[1::2], strict=True)},
             dict(zip(months[::2], months[1::2], strict=True)),
             newest,
-            FraudState() if fraud is None else FraudState(*fraud),
+            fraud_state,
             records,
             last_txn,
         )
-    except (ValueError, TypeError) as exc:
-        raise StateFormatError(f"user record is corrupt: {exc}") from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise StateFormatError(f"user record is corrupt: {exc!r}") from None
 
 
 def encode_pair(state: PairState) -> bytes:
