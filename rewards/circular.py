@@ -70,7 +70,11 @@ class PairState:
         entry = (t, txn, forward)
         bisect.insort(self.seen, entry)
         self.newest = t if self.newest is None else max(self.newest, t)
-        hits = []
+        hits: list[PairHit] = []
+        if all(s[2] == forward for s in self.seen):
+            # One direction only: no window has a reverse payment, nothing to scan.
+            self.seen = [s for s in self.seen if s[0] >= self.newest - allowance - width]
+            return hits
         times = [s[0] for s in self.seen]
         first, last = bisect.bisect_left(times, t), bisect.bisect_right(times, t + width)
         for end in self.seen[first:last]:
