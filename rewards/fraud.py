@@ -61,6 +61,8 @@ class FraudConfig:
     pair_late_ms: int = field(init=False, default=0)
     #: How far behind the payer's newest payment ``FraudState.seen`` reaches.
     seen_ms: int = field(init=False, default=0)
+    #: Any detector configured (read on every payment, so a field).
+    enabled: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         rules: list[tuple[FraudRule, int, int]] = []
@@ -78,6 +80,8 @@ class FraudConfig:
         # A window may end as far back as the allowance and reaches one window
         # further back from there; with no payer windows nothing needs keeping.
         object.__setattr__(self, "seen_ms", self.late_ms + local_ms if rules else 0)
+        enabled = bool(self.velocity or self.same_payee or self.circular_ms)
+        object.__setattr__(self, "enabled", enabled)
 
     @classmethod
     def from_rules(cls, rules: FraudRules) -> FraudConfig:
@@ -97,10 +101,6 @@ class FraudConfig:
                 else rules.allowed_lateness_seconds * 1000
             ),
         )
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.velocity or self.same_payee or self.circular_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,13 @@ CAP_HORIZON_DAYS = 62
 
 Model = TypeVar("Model", bound=BaseModel)
 
+# Enum members as module constants: looking one up on its class is a dict miss
+# and a metaclass call in Python 3.11, per event.
+_SUCCESS, _PAYMENT = TxnStatus.SUCCESS, TxnKind.PAYMENT
+_GRANTED, _NO_REWARD, _FRAUD_HOLD = Outcome.GRANTED, Outcome.NO_REWARD, Outcome.FRAUD_HOLD
+_IGNORED, _DUPLICATE, _CLAWED_BACK = Outcome.IGNORED, Outcome.DUPLICATE, Outcome.CLAWED_BACK
+_GRANT, _CLAWBACK = GrantKind.GRANT, GrantKind.CLAWBACK
+
 FRAUD_REASON = {
     FraudRule.VELOCITY: Reason.FRAUD_VELOCITY,
     FraudRule.SAME_PAYEE: Reason.FRAUD_SAME_PAYEE,
@@ -155,7 +162,7 @@ class _Event:
             self.grants.append(
                 _grant(
                     grant_id_for_fraud(txn_id),
-                    GrantKind.CLAWBACK,
+                    _CLAWBACK,
                     self.user,
                     left,
                     txn_id,
@@ -211,16 +218,16 @@ def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "")
     """
     if _replayed(user, source):
         return REPLAY
-    if txn.status is not TxnStatus.SUCCESS:
-        return Effects(_decision(txn, book, Outcome.IGNORED, 0, [Reason.NOT_SUCCESS]))
+    if txn.status is not _SUCCESS:
+        return Effects(_decision(txn, book, _IGNORED, 0, [Reason.NOT_SUCCESS]))
     if txn.txn_id in user.txns or txn.txn_id == user.last_txn:
-        return Effects(_decision(txn, book, Outcome.DUPLICATE, 0, [Reason.ALREADY_PROCESSED]))
+        return Effects(_decision(txn, book, _DUPLICATE, 0, [Reason.ALREADY_PROCESSED]))
 
     day, month = day_and_month(txn.event_time, book.tz)
     _advance(user, day)
     user.last_txn = txn.txn_id
     event = _Event(txn.payer_vpa, book, user)
-    if txn.kind is TxnKind.PAYMENT:
+    if txn.kind is _PAYMENT:
         return _pay(event, txn, day, month)
     return _refund(event, txn, day)
 
@@ -245,10 +252,10 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
     if fraud_on and not late:
         for hit in fraud.observe(book.fraud, txn.txn_id, t, txn.payee_vpa):
             event.flag(hit)
-    held = fraud.held_by(t) if fraud_on else []
+    held = fraud.held_by(t) if fraud_on and fraud.hold else []
 
     earned = book.earn(txn)
-    raw_coins = sum(c for _, c in earned)
+    raw_coins = sum([c for _, c in earned])
     reasons: list[Reason] = []
     granted = 0
     if held:
@@ -279,7 +286,7 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
         event.grants.append(
             _grant(
                 grant_id_for_payment(txn.txn_id),
-                GrantKind.GRANT,
+                _GRANT,
                 txn.payer_vpa,
                 granted,
                 txn.txn_id,
@@ -291,9 +298,9 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
             )
         )
     event.record(txn.txn_id, Payment(day, t, txn.amount_paise, granted))
-    outcome = Outcome.GRANTED if granted > 0 else Outcome.NO_REWARD
+    outcome = _GRANTED if granted > 0 else _NO_REWARD
     if held:
-        outcome = Outcome.FRAUD_HOLD
+        outcome = _FRAUD_HOLD
     return event.effects(_decision(txn, book, outcome, granted, reasons), late)
 
 
@@ -319,7 +326,7 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
         event.grants.append(
             _grant(
                 grant_id_for_refund(txn.txn_id),
-                GrantKind.CLAWBACK,
+                _CLAWBACK,
                 user,
                 clawed,
                 original_id,
@@ -329,7 +336,7 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
                 txn.event_time,
             )
         )
-    outcome = Outcome.CLAWED_BACK if clawed else Outcome.NO_REWARD
+    outcome = _CLAWED_BACK if clawed else _NO_REWARD
     return event.effects(_decision(txn, book, outcome, clawed, reasons))
 
 
