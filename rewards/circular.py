@@ -8,7 +8,9 @@ payments it now completes, a payment older than the pair's newest by more than
 the late allowance is late (not windowed), and the txn_id dedupes resends and
 replays. The allowance is the rules' ``allowed_lateness_seconds`` when set, the
 same one the payer's windows use, since the pair stream is fed from the same
-interleaved feed partitions; unset, it is the circular window, as before.
+interleaved feed partitions; unset, it is the circular window, as before. The
+record's key and codec live in ``rewards.state`` (``pair_key``,
+``encode_pair``/``decode_pair``).
 
 >>> state, w = PairState(), 3_600_000
 >>> state.observe(w, "T1", 0, "a@x", "b@x")
@@ -21,19 +23,12 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
-
+from rewards.state import pair_key
 from schemas.flag import FraudFlag, Violation
 from schemas.fraud_alert import FraudRule
 
-SEP = "\x1f"
-
-
-def pair_key(a: str, b: str) -> str:
-    lo, hi = sorted((a, b))
-    return f"{lo}{SEP}{hi}"
+__all__ = ["PairHit", "PairState", "flags_for", "pair_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +45,6 @@ class PairState:
     newest: int | None = None
     #: (t, txn_id, forward) sorted; forward means paid by the lexically lower VPA.
     seen: list[tuple[int, str, bool]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, raw: bytes | None) -> PairState:
-        if raw is None:
-            return cls()
-        doc: dict[str, Any] = orjson.loads(raw)
-        return cls(doc["n"], [(t, txn, bool(f)) for t, txn, f in doc["s"]])
-
-    def dump(self) -> bytes:
-        return orjson.dumps({"n": self.newest, "s": [[t, x, int(f)] for t, x, f in self.seen]})
 
     def observe(
         self,
@@ -85,7 +70,11 @@ class PairState:
         entry = (t, txn, forward)
         bisect.insort(self.seen, entry)
         self.newest = t if self.newest is None else max(self.newest, t)
-        hits = []
+        hits: list[PairHit] = []
+        if all(s[2] == forward for s in self.seen):
+            # One direction only: no window has a reverse payment, nothing to scan.
+            self.seen = [s for s in self.seen if s[0] >= self.newest - allowance - width]
+            return hits
         times = [s[0] for s in self.seen]
         first, last = bisect.bisect_left(times, t), bisect.bisect_right(times, t + width)
         for end in self.seen[first:last]:

@@ -1,36 +1,39 @@
-"""Per-user reward state and the effects of one event: ``(state, event) -> effects``.
+"""One user's rewards, event by event: ``(user state, event) -> effects``, in place.
 
-State is a key-value map (a Faust table in the worker, a dict in tests and
-replays). All records are keyed by the user so they live on the user's partition:
+The adapter loads a user's record once (``rewards.state.decode_user``), calls
+``process``/``apply_flag`` for each of the user's events, mutating the
+in-memory ``UserState``, and writes the record back once, whole
+(``encode_user``), after the outputs were acknowledged. So a crash either
+loses the batch's state change entirely (the events come again and are
+decided again, with the same deterministic ids) or keeps it, with the replay
+marks that make the repeated events no-ops:
 
-* ``<user>\\x1fH`` — the head: coins granted per recent day and month (cap
-  room), the newest day seen, the fraud windows, cooldowns and holds
-  (``rewards.fraud``), the txn ids recorded on the newest day, the days that
-  have an index record, and ``last``, a copy of the previous event's other writes.
-* ``<user>\\x1fT<txn_id>`` — one per SUCCESS event: dedupe marker, and for a
-  payment what was granted, refunded and clawed back.
-* ``<user>\\x1fX<day>`` — the txn ids recorded on one past day, so that day's
-  records can be deleted when it falls behind the cap horizon: state per user
-  stays bounded however long the stream runs.
+* **replay marks**: ``source`` is the event's ``topic:partition:offset``. An
+  offset at or below the user's mark for that ``topic:partition`` was decided
+  already and its outputs are on the broker: ``Effects(None, replay=True)``,
+  nothing emitted, nothing changed. Offsets of one path arrive in order.
+* **resends**: a SUCCESS txn id already recorded for the user (from another
+  source, or without one) is a ``DUPLICATE`` (``already_processed``); so is a
+  resend of the user's last event when that left no record (beyond the horizon).
 
-``process``/``apply_flag`` only read; they return the writes in the order the
-adapter must apply them, head first (a value of ``None`` deletes the key). If a
-crash loses the tail of one event's writes, the head still marks the event done
-and carries the lost records in ``last``, so the replayed event restores them
-(``repair``) instead of acting twice. The adapter acknowledges outputs before it
-applies writes, so a crash can repeat an output (same id) but never lose one.
+Cap counters and txn records more than ``CAP_HORIZON_DAYS`` behind the
+user's newest event are dropped when the newest day advances, so state per
+user is bounded however long the stream runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
-import orjson
+from pydantic import BaseModel
 
 from rewards.calendar import day_and_month, month_of_day
-from rewards.fraud import FraudState, Hit
+from rewards.fraud import Hit
 from rewards.rulebook import RuleBook
+from rewards.state import SEP, Payment, Refund, UserState, parse_source
 from rewards.windows import epoch_ms, from_ms
 from schemas.common import TxnKind, TxnStatus
 from schemas.decision import Decision, Outcome, Reason
@@ -47,12 +50,30 @@ from schemas.grant import (
 )
 from schemas.transaction import Transaction
 
-SEP = "\x1f"
+__all__ = [
+    "CAP_HORIZON_DAYS",
+    "SEP",
+    "Effects",
+    "MemoryState",
+    "apply_flag",
+    "process",
+    "replay",
+]
+
 #: How far behind a user's newest event a payment may be and still earn.
 #: Cap counters and payment records older than this are dropped so state stays
 #: bounded; a later payment further back cannot be checked against its day's
 #: cap and earns nothing, a refund of such a payment claws nothing back.
 CAP_HORIZON_DAYS = 62
+
+Model = TypeVar("Model", bound=BaseModel)
+
+# Enum members as module constants: looking one up on its class is a dict miss
+# and a metaclass call in Python 3.11, per event.
+_SUCCESS, _PAYMENT = TxnStatus.SUCCESS, TxnKind.PAYMENT
+_GRANTED, _NO_REWARD, _FRAUD_HOLD = Outcome.GRANTED, Outcome.NO_REWARD, Outcome.FRAUD_HOLD
+_IGNORED, _DUPLICATE, _CLAWED_BACK = Outcome.IGNORED, Outcome.DUPLICATE, Outcome.CLAWED_BACK
+_GRANT, _CLAWBACK = GrantKind.GRANT, GrantKind.CLAWBACK
 
 FRAUD_REASON = {
     FraudRule.VELOCITY: Reason.FRAUD_VELOCITY,
@@ -61,269 +82,185 @@ FRAUD_REASON = {
 }
 
 
-class StateReader(Protocol):
-    def get(self, key: str) -> bytes | None: ...
-
-
-def head_key(user: str) -> str:
-    return f"{user}{SEP}H"
-
-
-def txn_key(user: str, txn_id: str) -> str:
-    return f"{user}{SEP}T{txn_id}"
-
-
-def index_key(user: str, day: int) -> str:
-    return f"{user}{SEP}X{day}"
-
-
-@dataclass(slots=True)
-class Head:
-    days: dict[int, int] = field(default_factory=dict)
-    months: dict[int, int] = field(default_factory=dict)
-    newest_day: int = 0
-    last_txn: str = ""
-    last_writes: list[tuple[str, Any]] = field(default_factory=list)
-    fraud: FraudState = field(default_factory=FraudState)
-    today: list[str] = field(default_factory=list)
-    indexed: list[int] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, raw: bytes | None) -> Head:
-        if raw is None:
-            return cls()
-        doc = orjson.loads(raw)
-        return cls(
-            days={int(k): v for k, v in doc["d"].items()},
-            months={int(k): v for k, v in doc["m"].items()},
-            newest_day=doc["n"],
-            last_txn=doc["l"],
-            last_writes=[(k, v) for k, v in doc["w"]],
-            fraud=FraudState.from_doc(doc.get("f")),
-            today=doc.get("t", []),
-            indexed=doc.get("x", []),
-        )
-
-    def dump(self) -> bytes:
-        doc: dict[str, Any] = {
-            "d": {str(k): v for k, v in self.days.items()},
-            "m": {str(k): v for k, v in self.months.items()},
-            "n": self.newest_day,
-            "l": self.last_txn,
-            "w": self.last_writes,
-            "t": self.today,
-            "x": self.indexed,
-        }
-        if self.fraud.newest is not None or self.fraud.hold:
-            doc["f"] = self.fraud.to_doc()
-        return orjson.dumps(doc)
-
-    def floor_day(self) -> int:
-        return self.newest_day - CAP_HORIZON_DAYS
-
-
 @dataclass(frozen=True, slots=True)
 class Effects:
-    """What one message does: a decision (none for a flag), alerts, grants, writes in order."""
+    """What one message does: a decision (none for a flag or a replay), grants, alerts.
+
+    ``late``: a payment too old for the payer's fraud windows (decided, not
+    windowed). ``replay``: the message was decided before (its source is at or
+    below the user's mark); nothing is emitted for it again.
+    """
 
     decision: Decision | None
     grants: tuple[CoinGrant, ...] = ()
-    writes: tuple[tuple[str, bytes | None], ...] = ()
     alerts: tuple[FraudAlert, ...] = ()
     late: bool = False
+    replay: bool = False
+
+
+REPLAY = Effects(None, replay=True)
+
+
+def _replayed(user: UserState, source: str) -> bool:
+    """Is ``source`` at or below the user's mark for its path? If not, mark it."""
+    if not source:
+        return False
+    path, offset = parse_source(source)
+    marks = user.marks
+    if offset <= marks.get(path, -1):
+        return True
+    marks[path] = offset
+    return False
 
 
 class _Event:
-    """One event's view of the user's state: reads see its own earlier writes."""
+    """One event's outputs as they are made, against the user's state."""
 
-    def __init__(self, user: str, book: RuleBook, state: StateReader, head: Head) -> None:
-        self.user, self.book, self.state, self.head = user, book, state, head
-        self.writes: dict[str, Any] = {}
+    __slots__ = ("alerts", "book", "grants", "state", "user")
+
+    def __init__(self, user: str, book: RuleBook, state: UserState) -> None:
+        self.user, self.book, self.state = user, book, state
         self.grants: list[CoinGrant] = []
         self.alerts: list[FraudAlert] = []
 
-    def read(self, key: str) -> Any:
-        if key in self.writes:
-            return self.writes[key]
-        raw = self.state.get(key)
-        return None if raw is None else orjson.loads(raw)
-
-    def record(self, txn_id: str, doc: dict[str, Any]) -> None:
-        """Write a new per-event record and index it under its day for expiry."""
-        day = doc["d"]
-        if day < self.head.floor_day():
-            return  # beyond the horizon already: it would never be expired
-        self.writes[txn_key(self.user, txn_id)] = doc
-        if day == self.head.newest_day:
-            self.head.today.append(txn_id)
-            return
-        key = index_key(self.user, day)
-        self.writes[key] = [*(self.read(key) or []), txn_id]
-        if day not in self.head.indexed:
-            self.head.indexed.append(day)
-
-    def advance(self, day: int) -> None:
-        """Move the newest day forward: close today's index, expire what fell behind."""
-        head = self.head
-        if day <= head.newest_day:
-            return
-        if head.today:
-            key = index_key(self.user, head.newest_day)
-            self.writes[key] = [*(self.read(key) or []), *head.today]
-            if head.newest_day not in head.indexed:
-                head.indexed.append(head.newest_day)
-            head.today = []
-        head.newest_day = day
-        floor = head.floor_day()
-        floor_month = month_of_day(max(floor, 1))
-        head.days = {d: c for d, c in head.days.items() if d >= floor}
-        head.months = {m: c for m, c in head.months.items() if m >= floor_month}
-        for old in [d for d in head.indexed if d < floor]:
-            key = index_key(self.user, old)
-            for txn_id in self.read(key) or []:
-                self.writes[txn_key(self.user, txn_id)] = None
-            self.writes[key] = None
-            head.indexed.remove(old)
+    def record(self, txn_id: str, rec: Payment | Refund) -> None:
+        """Keep a new txn record, unless it is beyond the horizon already."""
+        if rec.day >= self.state.newest_day - CAP_HORIZON_DAYS:
+            self.state.txns[txn_id] = rec
 
     def flag(self, hit: Hit) -> None:
         """Raise or extend a cooldown, hold its span, claw back what was granted there."""
-        fraud = self.head.fraud
-        alert, until, (start, end) = fraud.flag(self.book.fraud, hit)
+        state = self.state
+        alert, until, (start, end) = state.fraud.flag(self.book.fraud, hit)
         if alert:
             self.alerts.append(
-                FraudAlert.model_construct(  # validated inputs: see ``_grant``
-                    alert_id=alert_id_for(hit.trigger, hit.rule, self.user),
-                    user_vpa=self.user,
-                    rule=hit.rule,
-                    event_time=from_ms(hit.t),
-                    window_seconds=hit.window_ms // 1000,
-                    txn_ids=list(hit.txn_ids),
-                    cooldown_until=from_ms(until),
+                _make_alert(  # validated inputs: see ``_grant``
+                    {
+                        "alert_id": alert_id_for(hit.trigger, hit.rule, self.user),
+                        "user_vpa": self.user,
+                        "rule": hit.rule,
+                        "event_time": from_ms(hit.t),
+                        "window_seconds": hit.window_ms // 1000,
+                        "txn_ids": list(hit.txn_ids),
+                        "cooldown_until": from_ms(until),
+                    }
                 )
             )
         for txn_id, payment in self.payments_in(start, end):
-            key = txn_key(self.user, txn_id)
-            left = payment["g"] - payment["c"]
+            left = payment.granted - payment.clawed
             if left <= 0:
                 continue
-            payment["c"] += left
-            payment["f"] = left
-            self.writes[key] = payment
+            payment.clawed += left
             # Fraud clawbacks give the cap room back, unlike refunds: the result
             # must not depend on whether a payment was decided before its flag.
-            day = payment["d"]
-            if day in self.head.days:
-                self.head.days[day] = max(self.head.days[day] - left, 0)
+            day = payment.day
+            if day in state.days:
+                state.days[day] = max(state.days[day] - left, 0)
             month = month_of_day(day)
-            if month in self.head.months:
-                self.head.months[month] = max(self.head.months[month] - left, 0)
+            if month in state.months:
+                state.months[month] = max(state.months[month] - left, 0)
             self.grants.append(
                 _grant(
                     grant_id_for_fraud(txn_id),
-                    GrantKind.CLAWBACK,
+                    _CLAWBACK,
                     self.user,
                     left,
                     txn_id,
                     hit.trigger,
                     GrantReason.FRAUD,
                     self.book,
-                    from_ms(payment["t"]),
+                    from_ms(payment.t),
                 )
             )
 
-    def payments_in(self, start: int, end: int) -> list[tuple[str, dict[str, Any]]]:
-        """The user's payment records with event time in ``[start, end)``, oldest day first.
+    def payments_in(self, start: int, end: int) -> list[tuple[str, Payment]]:
+        """The user's payments with event time in ``[start, end)``, oldest day first.
 
-        Found through the day index (kept for expiry anyway), so fraud windows
-        need not remember every payment's coins in the head.
+        Within a day, in the order they were recorded.
         """
-        head = self.head
-        first = max(day_and_month(from_ms(start), self.book.tz)[0], head.floor_day())
-        last = min(day_and_month(from_ms(max(end - 1, start)), self.book.tz)[0], head.newest_day)
-        out = []
-        for day in range(first, last + 1):
-            if day == head.newest_day:
-                ids = head.today
-            elif day in head.indexed:
-                ids = self.read(index_key(self.user, day)) or []
-            else:
-                continue
-            for txn_id in ids:
-                record = self.read(txn_key(self.user, txn_id))
-                if record and record["k"] == "P" and start <= record.get("t", start - 1) < end:
-                    out.append((txn_id, record))
-        return out
+        state, tz = self.state, self.book.tz
+        first = max(day_and_month(from_ms(start), tz)[0], state.newest_day - CAP_HORIZON_DAYS)
+        last = min(day_and_month(from_ms(max(end - 1, start)), tz)[0], state.newest_day)
+        found = [
+            (txn_id, rec)
+            for txn_id, rec in state.txns.items()
+            if type(rec) is Payment and first <= rec.day <= last and start <= rec.t < end
+        ]
+        found.sort(key=lambda item: item[1].day)  # stable: recorded order within a day
+        return found
 
-    def effects(self, decision: Decision | None, event_id: str, late: bool = False) -> Effects:
-        head = self.head
-        head.fraud.prune(self.book.fraud)
-        head.last_txn = event_id
-        head.last_writes = list(self.writes.items())
-        writes = ((head_key(self.user), head.dump()), *_encoded(head.last_writes))
-        return Effects(decision, tuple(self.grants), writes, tuple(self.alerts), late)
+    def effects(self, decision: Decision | None, late: bool = False) -> Effects:
+        self.state.fraud.prune(self.book.fraud)
+        return Effects(decision, tuple(self.grants), tuple(self.alerts), late)
 
 
-def _encoded(writes: list[tuple[str, Any]]) -> tuple[tuple[str, bytes | None], ...]:
-    return tuple((k, None if v is None else orjson.dumps(v)) for k, v in writes)
+def _advance(state: UserState, day: int) -> None:
+    """Move the newest day forward; drop counters and records that fell behind."""
+    if day <= state.newest_day:
+        return
+    state.newest_day = day
+    floor = day - CAP_HORIZON_DAYS
+    if any(d < floor for d in state.days):
+        state.days = {d: c for d, c in state.days.items() if d >= floor}
+    floor_month = month_of_day(max(floor, 1))
+    if any(m < floor_month for m in state.months):
+        state.months = {m: c for m, c in state.months.items() if m >= floor_month}
+    txns = state.txns
+    if any(rec.day < floor for rec in txns.values()):
+        state.txns = {k: rec for k, rec in txns.items() if rec.day >= floor}
 
 
-def process(txn: Transaction, book: RuleBook, state: StateReader, source: str = "") -> Effects:
-    """Decide one valid event against the user's state; read-only.
+def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "") -> Effects:
+    """Decide one valid event of ``user`` (the payer's state), updating it in place.
 
-    ``source`` (``topic:partition:offset`` of the feed message) is stored with
-    the record so tools can tell a replay from a resend.
+    ``source`` (``topic:partition:offset`` of the feed message) drives the
+    replay marks; empty, there are none (tests, tools).
     """
-    user = txn.payer_vpa
-    if txn.status is not TxnStatus.SUCCESS:
-        return Effects(_decision(txn, book, Outcome.IGNORED, 0, [Reason.NOT_SUCCESS]))
-
-    head_raw = state.get(head_key(user))
-    head = Head.load(head_raw)
-    if state.get(txn_key(user, txn.txn_id)) is not None:
-        return Effects(_decision(txn, book, Outcome.DUPLICATE, 0, [Reason.ALREADY_PROCESSED]))
-    if head_raw is not None and head.last_txn == txn.txn_id:
-        decision = _decision(txn, book, Outcome.DUPLICATE, 0, [Reason.ALREADY_PROCESSED])
-        return Effects(decision, (), _encoded(head.last_writes))
+    if _replayed(user, source):
+        return REPLAY
+    if txn.status is not _SUCCESS:
+        return Effects(_decision(txn, book, _IGNORED, 0, [Reason.NOT_SUCCESS]))
+    if txn.txn_id in user.txns or txn.txn_id == user.last_txn:
+        return Effects(_decision(txn, book, _DUPLICATE, 0, [Reason.ALREADY_PROCESSED]))
 
     day, month = day_and_month(txn.event_time, book.tz)
-    event = _Event(user, book, state, head)
-    event.advance(day)
-    if txn.kind is TxnKind.PAYMENT:
-        return _pay(event, txn, day, month, source)
-    return _refund(event, txn, day, source)
+    _advance(user, day)
+    user.last_txn = txn.txn_id
+    event = _Event(txn.payer_vpa, book, user)
+    if txn.kind is _PAYMENT:
+        return _pay(event, txn, day, month)
+    return _refund(event, txn, day)
 
 
-def apply_flag(flag: FraudFlag, book: RuleBook, state: StateReader) -> Effects:
+def apply_flag(flag: FraudFlag, book: RuleBook, user: UserState) -> Effects:
     """Apply a flag raised elsewhere (the circular detector) to the flagged user."""
-    user = flag.user_vpa
-    head_raw = state.get(head_key(user))
-    head = Head.load(head_raw)
-    flag_id = f"flag:{flag.source}"
-    if head_raw is not None and head.last_txn == flag_id:
-        return Effects(None, (), _encoded(head.last_writes))
-    event = _Event(user, book, state, head)
+    if _replayed(user, flag.source):
+        return REPLAY
+    user.last_txn = ""
+    event = _Event(flag.user_vpa, book, user)
     for v in flag.violations:
         event.flag(Hit(v.rule, v.trigger_txn_id, v.t_ms, v.window_ms, v.txn_ids))
-    return event.effects(None, flag_id)
+    return event.effects(None)
 
 
-def _pay(event: _Event, txn: Transaction, day: int, month: int, source: str) -> Effects:
-    book, head = event.book, event.head
+def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
+    book, state = event.book, event.state
+    fraud = state.fraud
     fraud_on = book.fraud.enabled
     t = epoch_ms(txn.event_time)
-    late = fraud_on and head.fraud.is_late(t, book.fraud)
+    late = fraud_on and fraud.is_late(t, book.fraud)
     if fraud_on and not late:
-        for hit in head.fraud.observe(book.fraud, txn.txn_id, t, txn.payee_vpa):
+        for hit in fraud.observe(book.fraud, txn.txn_id, t, txn.payee_vpa):
             event.flag(hit)
-    held = head.fraud.held_by(t) if fraud_on else []
+    held = fraud.held_by(t) if fraud_on and fraud.hold else []
 
     earned = book.earn(txn)
-    raw_coins = sum(c for _, c in earned)
+    raw_coins = sum([c for _, c in earned])
     reasons: list[Reason] = []
     granted = 0
     if held:
         reasons.extend(FRAUD_REASON[rule] for rule in held)
-    elif day < head.floor_day():
+    elif day < state.newest_day - CAP_HORIZON_DAYS:
         reasons.append(Reason.BEYOND_HORIZON)
     elif not earned:
         reasons.append(Reason.NO_MATCHING_RULE)
@@ -333,23 +270,23 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int, source: str) -> 
         reasons.append(Reason.RULE_MATCHED)
         granted = raw_coins
         if book.daily_cap is not None:
-            room = max(book.daily_cap - head.days.get(day, 0), 0)
+            room = max(book.daily_cap - state.days.get(day, 0), 0)
             if room < granted:
                 granted = room
                 reasons.append(Reason.DAILY_CAP)
         if book.monthly_cap is not None:
-            room = max(book.monthly_cap - head.months.get(month, 0), 0)
+            room = max(book.monthly_cap - state.months.get(month, 0), 0)
             if room < granted:
                 granted = room
                 reasons.append(Reason.MONTHLY_CAP)
 
     if granted > 0:
-        head.days[day] = head.days.get(day, 0) + granted
-        head.months[month] = head.months.get(month, 0) + granted
+        state.days[day] = state.days.get(day, 0) + granted
+        state.months[month] = state.months.get(month, 0) + granted
         event.grants.append(
             _grant(
                 grant_id_for_payment(txn.txn_id),
-                GrantKind.GRANT,
+                _GRANT,
                 txn.payer_vpa,
                 granted,
                 txn.txn_id,
@@ -360,49 +297,36 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int, source: str) -> 
                 _split(earned, granted),
             )
         )
-    record = {
-        "k": "P",
-        "d": day,
-        "t": epoch_ms(txn.event_time),
-        "a": txn.amount_paise,
-        "g": granted,
-        "r": 0,
-        "c": 0,
-        "s": source,
-    }
-    event.record(txn.txn_id, record)
-    outcome = Outcome.GRANTED if granted > 0 else Outcome.NO_REWARD
+    event.record(txn.txn_id, Payment(day, t, txn.amount_paise, granted))
+    outcome = _GRANTED if granted > 0 else _NO_REWARD
     if held:
-        outcome = Outcome.FRAUD_HOLD
-    decision = _decision(txn, book, outcome, granted, reasons)
-    return event.effects(decision, txn.txn_id, late)
+        outcome = _FRAUD_HOLD
+    return event.effects(_decision(txn, book, outcome, granted, reasons), late)
 
 
-def _refund(event: _Event, txn: Transaction, day: int, source: str) -> Effects:
+def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
     user, book = txn.payer_vpa, event.book
     original_id = txn.original_txn_id or ""
-    payment = event.read(txn_key(user, original_id))
+    payment = event.state.txns.get(original_id)
     clawed = 0
-    if payment is None or payment.get("k") != "P":
+    if type(payment) is not Payment:
         reasons = [Reason.UNKNOWN_PAYMENT]
     else:
-        payment["r"] += txn.amount_paise
-        granted, amount = payment["g"], payment["a"]
+        payment.refunded += txn.amount_paise
+        granted, amount = payment.granted, payment.amount
         if granted == 0:
             reasons = [Reason.UNREWARDED_PAYMENT]
         else:
-            due = granted * min(payment["r"], amount) // amount
-            clawed = max(due - payment["c"], 0)
-            payment["c"] += clawed
+            due = granted * min(payment.refunded, amount) // amount
+            clawed = max(due - payment.clawed, 0)
+            payment.clawed += clawed
             reasons = [Reason.REFUND_CLAWBACK if clawed else Reason.NOTHING_LEFT]
-    event.record(txn.txn_id, {"k": "R", "d": day, "o": original_id, "c": clawed, "s": source})
-    if payment is not None and payment.get("k") == "P":
-        event.writes[txn_key(user, original_id)] = payment
+    event.record(txn.txn_id, Refund(day, original_id, clawed))
     if clawed:
         event.grants.append(
             _grant(
                 grant_id_for_refund(txn.txn_id),
-                GrantKind.CLAWBACK,
+                _CLAWBACK,
                 user,
                 clawed,
                 original_id,
@@ -412,8 +336,52 @@ def _refund(event: _Event, txn: Transaction, day: int, source: str) -> Effects:
                 txn.event_time,
             )
         )
-    outcome = Outcome.CLAWED_BACK if clawed else Outcome.NO_REWARD
-    return event.effects(_decision(txn, book, outcome, clawed, reasons), txn.txn_id)
+    outcome = _CLAWED_BACK if clawed else _NO_REWARD
+    return event.effects(_decision(txn, book, outcome, clawed, reasons))
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _trusted(cls: type[Model]) -> Callable[[dict[str, Any]], Model]:
+    """A constructor of ``cls`` from trusted values, as ``model_construct`` builds them.
+
+    ``model_construct`` is generic (aliases, defaults, extras looked up per
+    call) and was a fifth of the core's time; for these frozen output models
+    with no aliases, no private attributes and no post-init, it comes down to
+    setting four attributes. The values are passed in field order, every field
+    but the leading ones with a constant default (fields with a default factory
+    are always passed), and become the fields set, exactly
+    as ``model_construct(**values)`` would make them (tests/unit/test_state.py
+    compares the two).
+    """
+    defaults: dict[str, Any] = {}
+    for position, (name, info) in enumerate(cls.__pydantic_fields__.items()):
+        if info.alias is not None or info.validation_alias is not None:
+            raise TypeError(f"{cls.__name__}.{name} has an alias")
+        if not info.is_required() and info.default_factory is None:
+            if position != len(defaults):  # they lead, so {**defaults, **values} is in order
+                raise TypeError(f"{cls.__name__}.{name}: a constant default after other fields")
+            defaults[name] = info.default
+    if cls.__pydantic_post_init__ or cls.__pydantic_root_model__ or cls.__private_attributes__:
+        raise TypeError(f"{cls.__name__} needs model_construct")
+
+    def make(values: dict[str, Any]) -> Model:
+        model = _new(cls)
+        _set(model, "__dict__", {**defaults, **values} if defaults else values)
+        _set(model, "__pydantic_fields_set__", set(values))
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
+
+    return make
+
+
+_make_decision = _trusted(Decision)
+_make_grant = _trusted(CoinGrant)
+_make_alert = _trusted(FraudAlert)
+_make_rule_coins = _trusted(RuleCoins)
 
 
 def _grant(
@@ -425,23 +393,25 @@ def _grant(
     cause_txn_id: str,
     reason: GrantReason,
     book: RuleBook,
-    event_time: Any,
+    event_time: datetime,
     rules: list[RuleCoins] | None = None,
 ) -> CoinGrant:
-    # Built from validated inputs only, so validation is skipped (``model_construct``):
-    # it was a tenth of the core's time. tests/unit/test_outputs_valid.py checks
-    # that every output of a simulated feed passes the contract's validation.
-    return CoinGrant.model_construct(
-        grant_id=grant_id,
-        kind=kind,
-        user_vpa=user,
-        coins=coins,
-        txn_id=txn_id,
-        cause_txn_id=cause_txn_id,
-        reason=reason,
-        rules_version=book.version,
-        rules=rules or [],
-        event_time=event_time,
+    # Built from validated inputs only, so validation is skipped (``_trusted``).
+    # tests/unit/test_outputs_valid.py checks that every output of a simulated
+    # feed passes the contract's validation.
+    return _make_grant(
+        {
+            "grant_id": grant_id,
+            "kind": kind,
+            "user_vpa": user,
+            "coins": coins,
+            "txn_id": txn_id,
+            "cause_txn_id": cause_txn_id,
+            "reason": reason,
+            "rules_version": book.version,
+            "rules": rules or [],
+            "event_time": event_time,
+        }
     )
 
 
@@ -452,7 +422,7 @@ def _split(earned: list[tuple[str, int]], granted: int) -> list[RuleCoins]:
     for rule_id, coins in earned:
         take = min(coins, left)
         if take > 0:
-            out.append(RuleCoins.model_construct(rule_id=rule_id, coins=take))
+            out.append(_make_rule_coins({"rule_id": rule_id, "coins": take}))
             left -= take
     return out
 
@@ -460,34 +430,32 @@ def _split(earned: list[tuple[str, int]], granted: int) -> list[RuleCoins]:
 def _decision(
     txn: Transaction, book: RuleBook, outcome: Outcome, coins: int, reasons: list[Reason]
 ) -> Decision:
-    return Decision.model_construct(  # validated inputs: see ``_grant``
-        txn_id=txn.txn_id,
-        user_vpa=txn.payer_vpa,
-        outcome=outcome,
-        coins=coins,
-        reasons=reasons,
-        rules_version=book.version,
-        event_time=txn.event_time,
+    return _make_decision(  # validated inputs: see ``_grant``
+        {
+            "txn_id": txn.txn_id,
+            "user_vpa": txn.payer_vpa,
+            "outcome": outcome,
+            "coins": coins,
+            "reasons": reasons,
+            "rules_version": book.version,
+            "event_time": txn.event_time,
+        }
     )
 
 
-class MemoryState(dict[str, bytes]):
-    """The state as a plain dict: for tests, replays and benchmarks."""
+class MemoryState(dict[str, UserState]):
+    """Every user's state in a plain dict keyed by VPA: for tests, replays and benchmarks."""
 
-    def apply(self, effects: Effects) -> None:
-        for key, value in effects.writes:
-            if value is None:
-                self.pop(key, None)
-            else:
-                self[key] = value
+    def user(self, vpa: str) -> UserState:
+        """The user's state, created empty on first use."""
+        state = self.get(vpa)
+        if state is None:
+            state = self[vpa] = UserState()
+        return state
 
 
 def replay(txns: list[Transaction], book: RuleBook) -> tuple[list[Effects], MemoryState]:
     """Run events through the core in order, as one worker would (no circular flags)."""
     state = MemoryState()
-    out = []
-    for txn in txns:
-        effects = process(txn, book, state)
-        state.apply(effects)
-        out.append(effects)
+    out = [process(txn, book, state.user(txn.payer_vpa)) for txn in txns]
     return out, state

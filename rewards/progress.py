@@ -1,4 +1,10 @@
-"""Which feed messages a decide partition has already finished: replays become no-ops.
+"""DEPRECATED, for the old decide adapter only: per-partition progress marks.
+
+The core now keeps replay marks per user, in the user's record
+(``rewards.state.UserState.marks``, checked by ``rewards.ledger.process``);
+delete this module once ``agents/decide.py`` no longer imports it.
+
+Which feed messages a decide partition has already finished: replays become no-ops.
 
 Without broker transactions, a crash or rebalance replays messages since the
 last committed offset, in both stages. The decide stage records, per feed
@@ -15,13 +21,9 @@ from __future__ import annotations
 
 import orjson
 
-from rewards.validate import Source
+from rewards.state import parse_source
 
-
-def parse_source(source: str) -> tuple[str, int]:
-    """Split ``topic:partition:offset`` into (``topic:partition``, offset)."""
-    parsed = Source.parse(source)
-    return f"{parsed.topic}:{parsed.partition}", parsed.offset
+__all__ = ["Progress", "parse_source"]
 
 
 class Progress:

@@ -10,7 +10,9 @@ the chaos suite and the integration tests compare a live worker with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rewards.circular import PairState, flags_for, pair_key
@@ -22,6 +24,7 @@ from schemas.common import TxnKind, TxnStatus
 from schemas.dead_letter import DeadLetter
 from schemas.fraud_alert import FraudAlert
 from schemas.grant import GrantKind
+from schemas.transaction import Transaction
 
 
 @dataclass
@@ -50,29 +53,46 @@ def simulate(
     sim = Simulation()
     pairs: dict[str, PairState] = {}
     width = book.fraud.circular_ms
-    for offset, raw in enumerate(messages):
-        source = Source(topic, 0, offset)
-        result = decode(raw, source)
-        if isinstance(result, DeadLetter):
-            sim.dead_letters.append(result)
-            continue
-        effects = process(result, book, sim.state, str(source))
-        sim.state.apply(effects)
-        sim.effects.append(effects)
-        if (
-            width is None
-            or result.kind is not TxnKind.PAYMENT
-            or result.status is not TxnStatus.SUCCESS
-        ):
-            continue
-        key = pair_key(result.payer_vpa, result.payee_vpa)
-        pair = pairs.setdefault(key, PairState())
-        t = epoch_ms(result.event_time)
-        hits = pair.observe(
-            width, result.txn_id, t, result.payer_vpa, result.payee_vpa, book.fraud.pair_late_ms
-        )
-        for flag in flags_for(hits, width, f"sim~{{side}}:0:{offset}", 0):
-            flagged = apply_flag(flag, book, sim.state)
-            sim.state.apply(flagged)
-            sim.effects.append(flagged)
+    users, effects, dead_letters = sim.state, sim.effects, sim.dead_letters
+    pair_late_ms = book.fraud.pair_late_ms
+    payment, success = TxnKind.PAYMENT, TxnStatus.SUCCESS
+    with _no_cyclic_gc():
+        for offset, raw in enumerate(messages):
+            result = decode(raw, Source(topic, 0, offset))
+            if type(result) is DeadLetter:
+                dead_letters.append(result)
+                continue
+            assert isinstance(result, Transaction)
+            payer = result.payer_vpa
+            effects.append(process(result, book, users.user(payer), f"{topic}:0:{offset}"))
+            if width is None or result.kind is not payment or result.status is not success:
+                continue
+            key = pair_key(payer, result.payee_vpa)
+            pair = pairs.get(key)
+            if pair is None:
+                pair = pairs[key] = PairState()
+            t = epoch_ms(result.event_time)
+            hits = pair.observe(width, result.txn_id, t, payer, result.payee_vpa, pair_late_ms)
+            if not hits:
+                continue
+            for flag in flags_for(hits, width, f"sim~{{side}}:0:{offset}", 0):
+                effects.append(apply_flag(flag, book, users.user(flag.user_vpa)))
     return sim
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a run, restoring it after.
+
+    The core makes no reference cycles (refcounting frees everything; checked:
+    ``gc.collect()`` after a 20,000-event run finds nothing), but a run keeps
+    every output alive, and the collector's repeated passes over that growing
+    heap cost about a quarter of the run's time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

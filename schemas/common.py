@@ -49,14 +49,17 @@ def _parse_rfc3339(value: Any) -> datetime:
         return value
     if not isinstance(value, str):
         raise ValueError("timestamp must be an RFC 3339 string")
-    if not _RFC3339.match(value):
+    matched = _RFC3339.match(value)
+    if not matched:
         raise ValueError(
             "timestamp must be RFC 3339 with an offset, e.g. 2026-11-25T10:15:00+05:30"
         )
-    text = value.replace("t", "T").replace("z", "Z")
-    frac = re.search(r"\.(\d+)", text)
-    if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the rest
-        text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+    text = value
+    if "t" in text or "z" in text:
+        text = text.replace("t", "T").replace("z", "Z")
+    frac = matched.group(1)  # ".ddd", the only dot in a matching value
+    if frac is not None and len(frac) > 7:  # Python keeps microseconds; drop the rest
+        text = text.replace(frac, frac[:7])
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.feedgen import generate
-from rewards.ledger import Effects, Head, MemoryState, head_key, process
+from rewards.ledger import Effects, MemoryState, process
 from rewards.rulebook import RuleBook, parse_rules
 from rewards.simulate import simulate
+from rewards.state import encode_user
 from rewards.validate import Source, decode
 from schemas.decision import Outcome, Reason
 from schemas.grant import GrantKind, GrantReason
@@ -50,9 +51,7 @@ def run(rb: RuleBook, txns: list, state: MemoryState | None = None) -> list[Effe
     state = MemoryState() if state is None else state
     out = []
     for t in txns:
-        effects = process(t, rb, state)
-        state.apply(effects)
-        out.append(effects)
+        out.append(process(t, rb, state.user(t.payer_vpa)))
     return out
 
 
@@ -213,7 +212,7 @@ def test_state_reaches_exactly_one_window_behind_the_allowance():
     for ahead, kept in ((4200, ["T0001", "T0003"]), (4200.001, ["T0003"])):
         state = MemoryState()
         run(rb, [pay(1, 0), pay(3, ahead)], state)
-        assert [s[1] for s in Head.load(state[head_key(PAYER)]).fraud.seen] == kept
+        assert [s[1] for s in state[PAYER].fraud.seen] == kept
 
 
 def test_default_allowance_is_the_largest_payer_window_not_the_circular_one():
@@ -369,11 +368,13 @@ def test_state_per_user_stays_bounded_however_long_the_stream_runs():
     for day in range(200):
         run(rb, [pay(day * 100 + i, day * 86400 + i * 3000) for i in range(8)], state)
         if day in (70, 199):
-            sizes.append((len(state), len(state[head_key(PAYER)])))
-    (keys_70, head_70), (keys_199, head_199) = sizes
-    assert keys_199 <= keys_70 + 16  # records older than the horizon are deleted
-    assert head_199 <= head_70 + 200
-    assert keys_199 <= 8 * 63 + 63 + 1  # 63 days of records + their day indexes + the head
+            user = state[PAYER]
+            sizes.append((len(user.txns), len(user.days), len(encode_user(user))))
+    (txns_70, _days_70, bytes_70), (txns_199, days_199, bytes_199) = sizes
+    assert txns_199 <= txns_70 + 8  # records older than the horizon are dropped
+    assert txns_199 <= 8 * 63  # 63 days of records at most
+    assert days_199 <= 63
+    assert bytes_199 <= bytes_70 * 1.1
 
 
 @pytest.mark.parametrize("allowance", [None, 0, 1800, 86_400])

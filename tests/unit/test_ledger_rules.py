@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
-from rewards.ledger import CAP_HORIZON_DAYS, MemoryState, head_key, process, replay, txn_key
+from rewards.ledger import CAP_HORIZON_DAYS, process, replay
+from rewards.state import UserState, decode_user, encode_user
 from tests.unit.helpers import book, refund, txn
 
 
@@ -284,20 +284,31 @@ def test_refund_of_unknown_or_unrewarded_payment_claws_nothing():
     assert all(e.grants == () for e in effects)
 
 
-# --- crash repair ---------------------------------------------------------------------
+# --- replays and resends ---------------------------------------------------------------
 
 
-def test_lost_tail_of_writes_is_repaired_by_the_replayed_event():
+def test_a_replayed_source_emits_nothing_new_and_a_resend_is_a_duplicate():
     b = book()
-    state = MemoryState()
-    first = process(txn(txn_id="P", amount_paise=200_000), b, state)
-    assert first.writes[0][0] == head_key("ravi.kumar@okaxis")  # the head is written first
-    state[first.writes[0][0]] = first.writes[0][1]  # ...and the crash loses the rest
-    again = process(txn(txn_id="P", amount_paise=200_000), b, state)
-    assert again.decision.outcome == "DUPLICATE" and again.grants == ()
-    state.apply(again)
-    assert orjson.loads(state[txn_key("ravi.kumar@okaxis", "P")])["g"] == 20
-    later = process(refund("R", "P", 100_000), b, state)
+    user = UserState()
+    first = process(txn(txn_id="P", amount_paise=200_000), b, user, "upi.transactions:0:7")
+    assert (first.decision.outcome, first.decision.coins, first.replay) == ("GRANTED", 20, False)
+    before = encode_user(user)
+    # The same feed message again (a crash after its outputs were acknowledged
+    # and its record written): nothing is emitted, nothing changes.
+    again = process(txn(txn_id="P", amount_paise=200_000), b, user, "upi.transactions:0:7")
+    assert again.replay and again.decision is None and again.grants == () and again.alerts == ()
+    assert encode_user(user) == before
+    # The bank resending it (another offset, or no source at all) is a duplicate.
+    resent = process(txn(txn_id="P", amount_paise=200_000), b, user, "upi.transactions:0:9")
+    assert (resent.decision.outcome, resent.decision.reasons, resent.grants) == (
+        "DUPLICATE",
+        ["already_processed"],
+        (),
+    )
+    assert process(txn(txn_id="P"), b, user).decision.outcome == "DUPLICATE"
+    # The state survives its codec: the refund still finds what was granted.
+    restored = decode_user(encode_user(user))
+    later = process(refund("R", "P", 100_000), b, restored, "upi.transactions:0:10")
     assert (later.decision.outcome, later.decision.coins) == ("CLAWED_BACK", 10)
 
 

@@ -1,0 +1,251 @@
+"""The state's one record per user: codec round trip, versions, size, bounded growth."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rewards.circular import PairState
+from rewards.feedgen import generate
+from rewards.fraud import FraudState
+from rewards.ledger import (
+    _make_alert,
+    _make_decision,
+    _make_grant,
+    _make_rule_coins,
+    process,
+)
+from rewards.rulebook import load_rules
+from rewards.simulate import simulate
+from rewards.state import (
+    FORMAT_VERSION,
+    Payment,
+    Refund,
+    StateFormatError,
+    UserState,
+    comparable,
+    decode_pair,
+    decode_user,
+    encode_pair,
+    encode_user,
+    pair_key,
+    user_key,
+)
+from schemas.decision import Decision, Outcome, Reason
+from schemas.fraud_alert import FraudAlert, FraudRule
+from schemas.grant import CoinGrant, GrantKind, GrantReason, RuleCoins
+from tests.unit.helpers import txn
+from topologies.settings import DEFAULT_RULES
+
+ids = st.text("ABCXYZ0123456789._:-", min_size=1, max_size=30)
+ints = st.integers(0, 2**40)
+days = st.integers(700_000, 760_000)
+spans = st.lists(st.lists(ints, min_size=2, max_size=2), max_size=3)
+payments = st.builds(Payment, days, ints, st.integers(1, 50_000_000), ints, ints, ints)
+refunds = st.builds(Refund, days, ids, ints)
+frauds = st.builds(
+    FraudState,
+    st.none() | ints,
+    st.lists(st.tuples(ints, ids, ids).map(list), max_size=5).map(sorted),
+    st.dictionaries(st.sampled_from(["velocity", "same_payee", "circular"]), spans, max_size=2),
+    st.dictionaries(st.sampled_from(["velocity", "same_payee", "circular"]), spans, max_size=2),
+)
+users = st.builds(
+    UserState,
+    st.dictionaries(st.text(min_size=1, max_size=20).map(lambda s: f"{s}:3"), ints, max_size=3),
+    st.dictionaries(days, ints, max_size=5),
+    st.dictionaries(st.integers(24_000, 24_400), ints, max_size=3),
+    days,
+    frauds,
+    st.dictionaries(ids, payments | refunds, max_size=40),
+    st.just("") | ids,
+)
+
+
+def _normal(state: UserState) -> UserState:
+    # An empty fraud state is stored as null: newest None and no holds mean nothing else is set.
+    f = state.fraud
+    if f.newest is None and not f.hold:
+        state.fraud = FraudState()
+    return state
+
+
+@given(users)
+def test_user_codec_round_trip(state):
+    state = _normal(state)
+    raw = encode_user(state)
+    assert raw[0] == FORMAT_VERSION
+    assert decode_user(raw) == state
+    assert encode_user(decode_user(raw)) == raw
+
+
+def test_seen_entries_referring_to_records_round_trip():
+    state = UserState(newest_day=739_945)
+    state.txns["T1"] = Payment(739_945, 1_000, 5_000, 1)
+    state.txns["R1"] = Refund(739_945, "T1", 0)
+    state.txns["T2"] = Payment(739_944, 900, 7_000, 0)
+    state.fraud = FraudState(
+        1_000, [[900, "T2", "b@x"], [950, "GONE", "c@x"], [1_000, "T1", "a@x"]]
+    )
+    assert decode_user(encode_user(state)) == state
+
+
+@given(st.none() | ints, st.lists(st.tuples(ints, ids, st.booleans()), max_size=10))
+def test_pair_codec_round_trip(newest, seen):
+    pair = PairState(newest, sorted(seen))
+    raw = encode_pair(pair)
+    assert raw[0] == FORMAT_VERSION and decode_pair(raw) == pair
+
+
+def test_none_is_a_fresh_state():
+    assert decode_user(None) == UserState()
+    assert decode_pair(None) == PairState()
+
+
+@pytest.mark.parametrize("raw", [b"\x02\x00[]", b"\x00\x00[]", b"{", b""])
+def test_an_unknown_version_is_refused(raw):
+    with pytest.raises(StateFormatError, match="format version"):
+        decode_user(raw)
+    with pytest.raises(StateFormatError, match="format version"):
+        decode_pair(raw)
+
+
+def test_a_corrupt_body_is_refused_clearly():
+    with pytest.raises(StateFormatError, match="corrupt"):
+        decode_user(bytes((FORMAT_VERSION, 0)) + b"[1,2]")
+    with pytest.raises(StateFormatError, match="corrupt"):
+        decode_user(bytes((FORMAT_VERSION, 1)) + b"not deflate")
+
+
+def test_keys():
+    assert user_key("ravi.kumar@okaxis") == b"ravi.kumar@okaxis"
+    assert pair_key("b@x", "a@x") == pair_key("a@x", "b@x") == "a@x\x1fb@x"
+
+
+def test_comparable_drops_only_the_marks():
+    book = load_rules(DEFAULT_RULES)
+    feed = [m.value for m in generate(600, seed=4, users=20)]
+    live = simulate(feed, book, topic="upi.transactions")
+    other = simulate(feed, book, topic="replayed.elsewhere")
+    assert live.state.keys() == other.state.keys()
+    for vpa, state in live.state.items():
+        assert state.marks and state.marks != other.state[vpa].marks
+        assert comparable(state) == comparable(other.state[vpa])
+        assert comparable(state).marks == {} and state.marks  # the original is untouched
+
+
+def test_a_typical_user_with_40_events_is_about_a_kilobyte():
+    """40 events over ~6 weeks: payments to a few merchants and friends, two refunds.
+
+    The txn ids carry 9 random digits each (~400 of the bytes after deflate);
+    the goal was 1 KB, measured 1,101 bytes.
+    """
+    book = load_rules(DEFAULT_RULES)
+    rng = random.Random(7)
+    payees = [
+        f"{n}@{h}"
+        for n, h in [
+            ("dmart.thane", "ybl"),
+            ("swiggy.food", "icici"),
+            ("bigbasket.33", "paytm"),
+            ("neha.singh534", "ybl"),
+            ("shell.fuel.7", "ybl"),
+        ]
+    ]
+    user = UserState()
+    start = datetime(2026, 10, 20, 9, 0, tzinfo=UTC)
+    paid = []
+    for i in range(40):
+        when = start + timedelta(days=i * 1.05, minutes=rng.randrange(600))
+        txn_id = f"YBL{when:%Y%m%d%H%M%S}{rng.randrange(10**9):09d}"
+        if i in (12, 30):
+            event = txn(
+                txn_id=txn_id,
+                kind="REFUND",
+                original_txn_id=paid[-1],
+                amount_paise=5_000,
+                event_time=when.isoformat(),
+            )
+        else:
+            payee = rng.choice(payees)
+            person = payee.startswith("neha")
+            event = txn(
+                txn_id=txn_id,
+                payee_vpa=payee,
+                payee_kind="PERSON" if person else "MERCHANT",
+                mcc=... if person else "5411",
+                amount_paise=rng.randrange(5_000, 500_000),
+                event_time=when.isoformat(),
+            )
+            paid.append(txn_id)
+        process(event, book, user, f"upi.transactions:{i % 3}:{1_000_000 + i * 997}")
+    raw = encode_user(user)
+    print(f"typical user, 40 events: {len(raw)} bytes, {len(user.txns)} records")
+    assert len(user.txns) == 40 and len(raw) <= 1_150
+    assert decode_user(raw) == user
+
+
+def test_horizon_expiry_keeps_a_users_record_bounded_over_300_days():
+    book = load_rules(DEFAULT_RULES)
+    user = UserState()
+    sizes = {}
+    start = datetime(2026, 1, 1, 4, 0, tzinfo=UTC)
+    for day in range(300):
+        for i in range(3):
+            when = start + timedelta(days=day, hours=i * 5)
+            process(txn(txn_id=f"SBI{day:04d}{i}", event_time=when.isoformat()), book, user)
+        sizes[day] = len(encode_user(user))
+    assert len(user.txns) <= 3 * 63 and len(user.days) <= 63 and len(user.months) <= 4
+    assert max(sizes[d] for d in range(100, 300)) <= sizes[80] * 1.15
+    print(f"after 300 days of 3 payments a day: {sizes[299]} bytes (day 80: {sizes[80]})")
+
+
+def test_trusted_constructors_build_what_model_construct_builds():
+    t = txn()
+    decision = {
+        "txn_id": "T1",
+        "user_vpa": "a@x",
+        "outcome": Outcome.GRANTED,
+        "coins": 3,
+        "reasons": [Reason.RULE_MATCHED],
+        "rules_version": "v",
+        "event_time": t.event_time,
+    }
+    rules = {"rule_id": "r", "coins": 3}
+    grant = {
+        "grant_id": "T1:grant",
+        "kind": GrantKind.GRANT,
+        "user_vpa": "a@x",
+        "coins": 3,
+        "txn_id": "T1",
+        "cause_txn_id": "T1",
+        "reason": GrantReason.PAYMENT,
+        "rules_version": "v",
+        "rules": [],
+        "event_time": t.event_time,
+    }
+    alert = {
+        "alert_id": "T1:velocity:a@x",
+        "user_vpa": "a@x",
+        "rule": FraudRule.VELOCITY,
+        "event_time": t.event_time,
+        "window_seconds": 600,
+        "txn_ids": ["T1"],
+        "cooldown_until": t.event_time,
+    }
+    for make, cls, values in [
+        (_make_decision, Decision, decision),
+        (_make_rule_coins, RuleCoins, rules),
+        (_make_grant, CoinGrant, grant),
+        (_make_alert, FraudAlert, alert),
+    ]:
+        fast, slow = make(dict(values)), cls.model_construct(**values)
+        assert list(fast.__dict__.items()) == list(slow.__dict__.items())
+        assert fast.model_fields_set == slow.model_fields_set
+        assert fast.__pydantic_extra__ == slow.__pydantic_extra__
+        assert fast.__pydantic_private__ == slow.__pydantic_private__
+        assert fast == slow and fast.model_dump_json() == slow.model_dump_json()
