@@ -21,6 +21,7 @@ from pathlib import Path
 from rewards.feedgen import generate
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
+from rewards.state import encode_user, user_key
 from schemas.grant import GrantReason
 
 RULES = Path(__file__).resolve().parent.parent / "topologies" / "rules" / "launch.yaml"
@@ -52,9 +53,8 @@ def score(count: int, share: float, seed: int) -> dict[str, object]:
         1 for e in sim.effects if e.decision is not None and e.decision.outcome == "FRAUD_HOLD"
     )
     row["late"] = sum(e.late for e in sim.effects)
-    state_bytes = sum(len(k) + len(v) for k, v in sim.state.items())
+    state_bytes = sum(len(user_key(k)) + len(encode_user(v)) for k, v in sim.state.items())
     row["state MB / 100k users"] = round(state_bytes / len(users) * 100_000 / 1e6, 1)
-    row["keys / user"] = round(len(sim.state) / len(users), 1)
     row["core ev/s"] = int(count / seconds)
     return row
 
