@@ -23,50 +23,89 @@ persisted offset.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import itertools
+from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
+from agents.partitioning import Partitioner
 from agents.store import PartitionStore
+
+#: (key, value) of one record; a value of None is a tombstone.
+Record = tuple[bytes | None, bytes | None]
 
 
 class Sender(Protocol):
-    """Queue one record; the awaitable resolves (RecordMetadata) when the broker has it."""
+    """Produce records in bulk: one Kafka record batch per chunk, one ack per chunk."""
 
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
-    ) -> Awaitable[Any]: ...
+    async def partitions(self, topic: str) -> int: ...
+
+    async def send_records(
+        self, topic: str, partition: int, records: Sequence[Record]
+    ) -> list[tuple[Awaitable[Any], int]]:
+        """Queue ``records`` in order; each (future, n) resolves (RecordMetadata with the
+        chunk's base offset) when the broker has the chunk's ``n`` records."""
 
 
-class FaustSender:
-    """Straight to the app's aiokafka producer (Faust's ``Topic.send`` costs ~20% more)."""
+class AiokafkaSender:
+    """Record batches built directly (``create_batch``/``send_batch``) on an aiokafka producer.
 
-    def __init__(self, app: Any) -> None:
-        self._app = app
+    A keyed send through ``AIOKafkaProducer.send`` costs a future, a
+    partitioner call and an accumulator append per record (a fifth of a
+    worker's CPU, py-spy); a batch per partition costs one future.
+    """
 
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
-    ) -> Awaitable[Any]:
-        fut: Awaitable[Any] = await self._app.producer.send(
-            topic, key, value, partition, None, None
-        )
-        return fut
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer  # an AIOKafkaProducer, or a callable returning one
+        self._partitions: dict[str, int] = {}
+
+    def _aiokafka(self) -> Any:
+        p = self._producer
+        return p() if callable(p) else p
+
+    async def partitions(self, topic: str) -> int:
+        n = self._partitions.get(topic)
+        if n is None:
+            n = self._partitions[topic] = len(await self._aiokafka().partitions_for(topic))
+        return n
+
+    async def send_records(
+        self, topic: str, partition: int, records: Sequence[Record]
+    ) -> list[tuple[Awaitable[Any], int]]:
+        producer = self._aiokafka()
+        out: list[tuple[Awaitable[Any], int]] = []
+        batch, n = producer.create_batch(), 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                out.append((await producer.send_batch(batch, topic, partition=partition), n))
+                batch, n = producer.create_batch(), 0
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"a record for {topic} is larger than a producer batch")
+            n += 1
+        if n:
+            out.append((await producer.send_batch(batch, topic, partition=partition), n))
+        return out
+
+
+def faust_sender(app: Any) -> AiokafkaSender:
+    """The app's own aiokafka producer (Faust's ``Topic.send`` is not used)."""
+    return AiokafkaSender(lambda: app.producer._producer)
 
 
 class Checkpoint:
     def __init__(self, sender: Sender, store: PartitionStore) -> None:
         self.sender = sender
         self.store = store
-        self._sent: list[Awaitable[Any]] = []
+        self._outputs: dict[tuple[str, int | None], list[Record]] = {}
         self._staged: dict[int, dict[bytes, bytes | None]] = {}
+        self._partitioners: dict[str, Partitioner] = {}
+        self._spread = itertools.count()
 
-    async def send(
+    def send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> None:
-        self._sent.append(await self.sender.send(topic, key, value, partition))
-
-    def sent(self, future: Awaitable[Any]) -> None:
-        """Track an output queued elsewhere so ``commit`` waits for it too."""
-        self._sent.append(future)
+        """Queue an output record: to ``partition``, else where Kafka's default partitioner
+        puts ``key`` (round robin without a key)."""
+        self._outputs.setdefault((topic, partition), []).append((key, value))
 
     def stage(self, partition: int, key: bytes, value: bytes | None) -> None:
         """The key's value at the end of the batch (a later call for the key wins)."""
@@ -74,20 +113,35 @@ class Checkpoint:
 
     @property
     def outputs(self) -> int:
-        return len(self._sent)
+        return sum(len(v) for v in self._outputs.values())
+
+    async def _partitioned(self) -> dict[tuple[str, int], list[Record]]:
+        out: dict[tuple[str, int], list[Record]] = {}
+        for (topic, partition), records in self._outputs.items():
+            if partition is not None:
+                out.setdefault((topic, partition), []).extend(records)
+                continue
+            n = await self.sender.partitions(topic)
+            part = self._partitioners.get(topic)
+            if part is None or part.partitions != n:
+                part = self._partitioners[topic] = Partitioner(n)
+            for key, value in records:
+                p = part(key) if key is not None else next(self._spread) % n
+                out.setdefault((topic, p), []).append((key, value))
+        return out
 
     async def commit(self) -> None:
-        await asyncio.gather(*self._sent)  # 1. sinks
+        sent: list[Awaitable[Any]] = []  # 1. sinks
+        for (topic, partition), records in (await self._partitioned()).items():
+            sent.extend(f for f, _ in await self.sender.send_records(topic, partition, records))
+        await asyncio.gather(*sent)
         topic = self.store.changelog_topic
-        pending: list[tuple[int, dict[bytes, bytes | None], list[Awaitable[Any]]]] = []
-        for partition, records in self._staged.items():  # 2. changelog
-            futures = [
-                await self.sender.send(topic, key, value, partition)
-                for key, value in records.items()
-            ]
-            pending.append((partition, records, futures))
-        for partition, records, futures in pending:
-            metadata = await asyncio.gather(*futures)
-            offset = max(int(m.offset) for m in metadata)
-            self.store.write(partition, records, offset)  # 3. local store + offset
+        pending = []
+        for partition, staged in self._staged.items():  # 2. changelog
+            chunks = await self.sender.send_records(topic, partition, list(staged.items()))
+            pending.append((partition, staged, chunks))
+        for partition, staged, chunks in pending:
+            metadata = await asyncio.gather(*(f for f, _ in chunks))
+            last = max(int(m.offset) + n - 1 for m, (_, n) in zip(metadata, chunks, strict=True))
+            self.store.write(partition, staged, last)  # 3. local store + offset
         # 4. the caller returns; Faust acks the inputs and commits their offsets later.

@@ -11,6 +11,7 @@ Same checkpoint order as decide (``agents.checkpoint``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -19,9 +20,9 @@ from faust.types import EventT, StreamT
 
 from agents import dead_letters
 from agents.checkpoint import Checkpoint, Sender
-from agents.edge import Partitioner
 from agents.guard import run_batches
 from agents.metrics import Metrics
+from agents.partitioning import Partitioner
 from agents.store import PartitionStore
 from rewards.circular import PairHit, PairState, flags_for, pair_key
 from rewards.state import decode_pair, encode_pair
@@ -59,7 +60,7 @@ class CircularBatch:
             letter = dead_letters.internal_error(
                 Source(topic, partition, offset), exc, value or b""
             )
-            await self._dead_letter(letter)
+            self._dead_letter(letter)
             return
         for i, pair in enumerate(items):
             key = pair_key(pair.payer_vpa, pair.payee_vpa)
@@ -72,7 +73,7 @@ class CircularBatch:
                 hits = self._observe(state, pair)
             except Exception as exc:
                 where = Source.parse(pair.source)
-                await self._dead_letter(
+                self._dead_letter(
                     dead_letters.internal_error(where, exc, pair.model_dump_json().encode())
                 )
                 self._rebuild(key, partition)  # observe may have half-run
@@ -82,6 +83,7 @@ class CircularBatch:
             for flag in flags_for(hits, self.window_ms, position, self.now_ns):
                 target = self.partitioner(flag.user_vpa.encode())
                 self.flags.setdefault(target, []).append(flag.model_dump_json().encode())
+        await asyncio.sleep(0)  # let the other stages and the heartbeats run between packs
 
     def _observe(self, state: PairState, pair: PairPayment) -> list[PairHit]:
         return state.observe(
@@ -95,15 +97,15 @@ class CircularBatch:
             self._observe(state, done)
         self.pairs[key] = (partition, state)
 
-    async def _dead_letter(self, letter: DeadLetter) -> None:
+    def _dead_letter(self, letter: DeadLetter) -> None:
         value = dead_letters.counted(letter, self.metrics)
-        await self.checkpoint.send(self.dead_letter_topic, None, value)
+        self.checkpoint.send(self.dead_letter_topic, None, value)
 
     async def commit(self) -> None:
         for partition, items in self.flags.items():
             for i in range(0, len(items), PACK_SLOTS // 2):
                 pack = encode_pack(items[i : i + PACK_SLOTS // 2])
-                await self.checkpoint.send(self.by_payer, None, pack, partition)
+                self.checkpoint.send(self.by_payer, None, pack, partition)
         for key, (partition, state) in self.pairs.items():
             self.checkpoint.stage(partition, key.encode(), encode_pair(state))
         await self.checkpoint.commit()

@@ -13,6 +13,7 @@ replay: skipped, nothing emitted (``Effects.replay``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,19 +88,19 @@ class DecideBatch:
         try:
             items = TxnPacks.validate_json(value or b"").items
         except Exception as exc:  # not ours to decide: park the whole pack
-            letter = dead_letters.internal_error(where, exc, value or b"")
-            await self._dead_letter(letter)
+            self._dead_letter(dead_letters.internal_error(where, exc, value or b""))
             return
         for item in items:
-            await self.item(partition, item)
+            self.item(partition, item)
+        await asyncio.sleep(0)  # let the other stages and the heartbeats run between packs
 
-    async def item(self, partition: int, item: RoutedTransaction | FraudFlag) -> None:
+    def item(self, partition: int, item: RoutedTransaction | FraudFlag) -> None:
         vpa = item.user_vpa if isinstance(item, FraudFlag) else item.txn.payer_vpa
         try:
             user = self._user(vpa, partition)
             effects = _apply(item, self.book, user.state)
         except Exception as exc:
-            await self._park(item, exc)
+            self._park(item, exc)
             self._rebuild(vpa)
             return
         user.items.append(item)
@@ -110,11 +111,11 @@ class DecideBatch:
         t = self.topics
         send = self.checkpoint.send
         for alert in effects.alerts:
-            await send(t.alerts, key, alert.model_dump_json().encode())
+            send(t.alerts, key, alert.model_dump_json().encode())
         for grant in effects.grants:
-            await send(t.grants, key, grant.model_dump_json().encode())
+            send(t.grants, key, grant.model_dump_json().encode())
         if effects.decision is not None:
-            await send(t.decisions, key, effects.decision.model_dump_json().encode())
+            send(t.decisions, key, effects.decision.model_dump_json().encode())
         self.decided.append((effects, item.ingested_ns))
 
     def _rebuild(self, vpa: str) -> None:
@@ -127,7 +128,7 @@ class DecideBatch:
             _apply(done, self.book, state)  # outputs already queued: only the state
         user.state = state
 
-    async def _park(self, item: RoutedTransaction | FraudFlag, exc: Exception) -> None:
+    def _park(self, item: RoutedTransaction | FraudFlag, exc: Exception) -> None:
         """Point the dead letter at the feed message (or the flag's pair-stream position)."""
         if isinstance(item, RoutedTransaction):
             where, raw = Source.parse(item.source), item.txn.model_dump_json().encode()
@@ -136,10 +137,10 @@ class DecideBatch:
                 Source.parse(item.source.replace("~lo", "").replace("~hi", "")),
                 (item.model_dump_json().encode()),
             )
-        await self._dead_letter(dead_letters.internal_error(where, exc, raw))
+        self._dead_letter(dead_letters.internal_error(where, exc, raw))
 
-    async def _dead_letter(self, letter: DeadLetter) -> None:
-        await self.checkpoint.send(
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        self.checkpoint.send(
             self.topics.dead_letters, None, dead_letters.counted(letter, self.metrics)
         )
 

@@ -31,12 +31,12 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from agents import dead_letters, guard
 from agents.continuity import Continuity, OnGap, fail_on_gap
 from agents.metrics import Metrics
+from agents.partitioning import Partitioner
 from rewards.circular import pair_key
 from rewards.validate import Source, decode
 from rewards.windows import epoch_ms
@@ -46,28 +46,6 @@ from schemas.packed import encode_pack
 from schemas.transaction import Transaction
 
 log = logging.getLogger(__name__)
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), so a key lands where a keyed send would."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class Partitioner:
-    """``partition_for`` with a cache: a batch sees the same users again and again."""
-
-    def __init__(self, partitions: int, size: int = 200_000) -> None:
-        self.partitions = partitions
-        self._cache: dict[bytes, int] = {}
-        self._size = size
-
-    def __call__(self, key: bytes) -> int:
-        found = self._cache.get(key)
-        if found is None:
-            if len(self._cache) >= self._size:
-                self._cache.clear()
-            found = self._cache[key] = partition_for(key, self.partitions)
-        return found
 
 
 def routed_item(txn: Transaction, source: str, now_ns: int) -> bytes:

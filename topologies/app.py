@@ -8,7 +8,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.checkpoint import FaustSender
+from agents.checkpoint import faust_sender
 from agents.circular import attach_circular
 from agents.decide import DecideTopics, attach_decide
 from agents.edge import Edge, EdgeConfig
@@ -46,6 +46,8 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=1024 * 1024,
+        producer_max_request_size=4 * 1024 * 1024,
         broker_max_poll_records=settings.max_poll_records,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         web_enabled=True,
@@ -78,7 +80,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         value_type=bytes,
         options=store_options,
     )
-    sender = FaustSender(app)
+    sender = faust_sender(app)
     circular_ms = book.fraud.circular_ms
     if circular_ms is not None:
         by_pair = app.topic(

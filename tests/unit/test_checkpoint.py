@@ -3,94 +3,90 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
-from agents.checkpoint import Checkpoint
+from agents.checkpoint import Checkpoint, Record
 from agents.store import MemoryStore
 
 
 class FakeSender:
-    """Records every send; acks resolve only when the test says so."""
+    """Records every chunk sent; acks resolve at once with the chunk's base offset."""
 
-    def __init__(self) -> None:
-        self.log: list[tuple[str, str, bytes | None, bytes | None, int | None]] = []
-        self.futures: list[asyncio.Future[Any]] = []
-        self.offsets: dict[tuple[str, int | None], int] = {}
+    def __init__(self, refuse: set[tuple[str, bytes | None]] | None = None) -> None:
+        self.log: list[tuple[str, int, list[Record]]] = []
+        self.ends: dict[tuple[str, int], int] = {}
+        self.refuse = refuse or set()
 
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
-    ) -> asyncio.Future[Any]:
-        self.log.append(("send", topic, key, value, partition))
+    async def partitions(self, topic: str) -> int:
+        return 4
+
+    async def send_records(
+        self, topic: str, partition: int, records: Sequence[Record]
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        self.log.append((topic, partition, list(records)))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        n = self.offsets.get((topic, partition), 0)
-        self.offsets[(topic, partition)] = n + 1
-        fut.set_result(SimpleNamespace(offset=n))
-        self.futures.append(fut)
-        return fut
+        base = self.ends.get((topic, partition), 0)
+        self.ends[(topic, partition)] = base + len(records)
+        if any((topic, k) in self.refuse for k, _ in records):
+            fut.set_exception(RuntimeError("broker refused"))
+        else:
+            fut.set_result(SimpleNamespace(offset=base))
+        return [(fut, len(records))]
 
 
-def test_outputs_then_changelog_then_store_with_the_offset():
+def test_outputs_then_changelog_then_store_with_the_last_offset():
     sender, store = FakeSender(), MemoryStore("t-changelog")
+    sender.ends[("t-changelog", 2)] = 10  # the changelog partition already holds 10 records
 
     async def run() -> None:
         cp = Checkpoint(sender, store)
-        await cp.send("grants", b"u", b"g1")
+        cp.send("grants", b"u", b"g1")
+        cp.send("grants", b"u", b"g2")
+        cp.send("dead", None, b"d1", partition=3)
         cp.stage(2, b"u", b"state-1")
         cp.stage(2, b"u", b"state-2")  # the batch's last value wins: one record per key
         cp.stage(2, b"v", None)
         cp.stage(5, b"w", b"w-state")
-        assert store.data == {}  # nothing written before commit
+        assert sender.log == [] and store.data == {}  # nothing leaves before commit
         await cp.commit()
 
     asyncio.run(run())
-    assert [entry[1] for entry in sender.log] == ["grants"] + ["t-changelog"] * 3
-    changelog = [(e[2], e[3], e[4]) for e in sender.log[1:]]
-    assert changelog == [(b"u", b"state-2", 2), (b"v", None, 2), (b"w", b"w-state", 5)]
+    user_partition = DefaultPartitioner()(b"u", [0, 1, 2, 3], [0, 1, 2, 3])
+    assert sender.log == [
+        ("grants", user_partition, [(b"u", b"g1"), (b"u", b"g2")]),  # in order, keyed
+        ("dead", 3, [(None, b"d1")]),
+        ("t-changelog", 2, [(b"u", b"state-2"), (b"v", None)]),
+        ("t-changelog", 5, [(b"w", b"w-state")]),
+    ]
     assert store.data == {2: {b"u": b"state-2"}, 5: {b"w": b"w-state"}}
-    assert store.offsets == {2: 1, 5: 0}  # the last changelog offset per partition
+    assert store.offsets == {2: 11, 5: 0}  # the offset of the last changelog record
 
 
 def test_a_refused_output_writes_no_changelog_and_no_state():
-    store = MemoryStore("t-changelog")
-
-    class Refusing(FakeSender):
-        async def send(self, topic: str, key: Any, value: Any, partition: Any) -> Any:
-            fut = await super().send(topic, key, value, partition)
-            if topic == "grants":
-                fut = asyncio.get_running_loop().create_future()
-                fut.set_exception(RuntimeError("broker refused"))
-            return fut
-
-    sender = Refusing()
+    sender, store = FakeSender(refuse={("grants", b"u")}), MemoryStore("t-changelog")
 
     async def run() -> None:
         cp = Checkpoint(sender, store)
-        await cp.send("grants", b"u", b"g1")
+        cp.send("grants", b"u", b"g1")
         cp.stage(0, b"u", b"s")
         await cp.commit()
 
     with pytest.raises(RuntimeError):
         asyncio.run(run())
-    assert [e[1] for e in sender.log] == ["grants"]
+    assert [topic for topic, _, _ in sender.log] == ["grants"]
     assert store.data == {} and store.offsets == {}
 
 
-def test_a_refused_changelog_record_leaves_the_local_store_untouched():
-    store = MemoryStore("t-changelog")
-
-    class Refusing(FakeSender):
-        async def send(self, topic: str, key: Any, value: Any, partition: Any) -> Any:
-            fut = await super().send(topic, key, value, partition)
-            if topic == "t-changelog" and key == b"v":
-                fut = asyncio.get_running_loop().create_future()
-                fut.set_exception(RuntimeError("changelog refused"))
-            return fut
+def test_a_refused_changelog_record_leaves_that_partitions_store_untouched():
+    sender, store = FakeSender(refuse={("t-changelog", b"v")}), MemoryStore("t-changelog")
 
     async def run() -> None:
-        cp = Checkpoint(Refusing(), store)
+        cp = Checkpoint(sender, store)
         cp.stage(1, b"u", b"s-u")
         cp.stage(1, b"v", b"s-v")
         await cp.commit()

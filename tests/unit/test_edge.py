@@ -6,7 +6,8 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
-from agents.edge import Partitioner, partition_for, route
+from agents.edge import route
+from agents.partitioning import Partitioner, partition_for
 from rewards.circular import pair_key
 from schemas.packed import PairPacks, TxnPacks, encode_pack
 
