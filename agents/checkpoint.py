@@ -37,7 +37,8 @@ Record = tuple[bytes | None, bytes | None]
 class Sender(Protocol):
     """Produce records in bulk: one Kafka record batch per chunk, one ack per chunk."""
 
-    async def partitions(self, topic: str) -> int: ...
+    async def partitioner(self, topic: str) -> Partitioner:
+        """Kafka's default partitioner over the topic's partitions (cached)."""
 
     async def send_records(
         self, topic: str, partition: int, records: Sequence[Record]
@@ -56,17 +57,18 @@ class AiokafkaSender:
 
     def __init__(self, producer: Any) -> None:
         self._producer = producer  # an AIOKafkaProducer, or a callable returning one
-        self._partitions: dict[str, int] = {}
+        self._partitioners: dict[str, Partitioner] = {}
 
     def _aiokafka(self) -> Any:
         p = self._producer
         return p() if callable(p) else p
 
-    async def partitions(self, topic: str) -> int:
-        n = self._partitions.get(topic)
-        if n is None:
-            n = self._partitions[topic] = len(await self._aiokafka().partitions_for(topic))
-        return n
+    async def partitioner(self, topic: str) -> Partitioner:
+        part = self._partitioners.get(topic)
+        if part is None:
+            n = len(await self._aiokafka().partitions_for(topic))
+            part = self._partitioners[topic] = Partitioner(n)
+        return part
 
     async def send_records(
         self, topic: str, partition: int, records: Sequence[Record]
@@ -97,7 +99,6 @@ class Checkpoint:
         self.store = store
         self._outputs: dict[tuple[str, int | None], list[Record]] = {}
         self._staged: dict[int, dict[bytes, bytes | None]] = {}
-        self._partitioners: dict[str, Partitioner] = {}
         self._spread = itertools.count()
 
     def send(
@@ -121,10 +122,8 @@ class Checkpoint:
             if partition is not None:
                 out.setdefault((topic, partition), []).extend(records)
                 continue
-            n = await self.sender.partitions(topic)
-            part = self._partitioners.get(topic)
-            if part is None or part.partitions != n:
-                part = self._partitioners[topic] = Partitioner(n)
+            part = await self.sender.partitioner(topic)
+            n = part.partitions
             for key, value in records:
                 p = part(key) if key is not None else next(self._spread) % n
                 out.setdefault((topic, p), []).append((key, value))

@@ -11,6 +11,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.checkpoint import Checkpoint, Record
+from agents.partitioning import Partitioner
 from agents.store import MemoryStore
 
 
@@ -22,8 +23,8 @@ class FakeSender:
         self.ends: dict[tuple[str, int], int] = {}
         self.refuse = refuse or set()
 
-    async def partitions(self, topic: str) -> int:
-        return 4
+    async def partitioner(self, topic: str) -> Partitioner:
+        return Partitioner(4)
 
     async def send_records(
         self, topic: str, partition: int, records: Sequence[Record]
