@@ -1,35 +1,42 @@
 """``python -m bench`` / ``make bench``: every figure of docs/performance.md in one run.
 
-Each scenario gets a fresh embedded broker (topologies/broker.py, Tansu in
-memory) on a free port and the *same* feed bytes (rewards.feedgen), produced
-before the consumer starts:
+Each scenario gets a fresh embedded broker (``start_broker``: Tansu in memory,
+topologies/broker.py) on a free port and the *same* feed bytes
+(rewards.feedgen), produced before the consumer starts:
 
-0. ``core``      the pure core alone, no broker, no Faust: ``rewards.simulate``
-   (validate, rules, caps, dedupe, fraud windows, circular pairs) over the
-   feed in one process. No worker running this core can go faster;
-1. ``ceiling``   raw aiokafka consume -> produce pass-through (bench/passthrough.py);
-2. ``textbook``  a textbook Faust agent doing a reward job (bench/textbook.py);
-3. ``pipeline``  one upi-rewards worker end to end (validate, rules, caps,
-   dedupe, fraud windows, circular pairs, grants, decisions), then ``du`` of
-   its data dir (state on disk per 100,000 users touched);
-4. ``latency``   the worker under a producer paced at ``--rate`` ev/s: produce
-   timestamp (CreateTime set by the feed producer) -> the decision's
-   CreateTime (set by the worker's producer when it sends), matched per txn_id;
-5. ``recovery``  the user-state changelog filled directly with records made by
-   the pure core (a realistic feed through ``rewards.simulate``, each user's
-   records copied under new VPAs up to ``--recovery-users``); a fresh worker
-   with an empty data dir is timed to "Recovery complete", then restarted on
-   its warm rocksdict dir and timed again.
+``core``       the pure core alone, no broker, no Faust: ``rewards.simulate``
+               over the feed in one process (CPU µs/event);
+``ceiling``    raw aiokafka consume -> produce pass-through (bench/passthrough.py);
+``bare``       a bare Faust agent: ``take_events(5000, within=0.01)``, does
+               nothing (bench/bare.py): Faust's own per-record floor;
+``textbook``   a textbook Faust agent doing a reward job (bench/textbook.py);
+``pipeline``   one upi-rewards worker end to end, then ``du`` of its data dir
+               (state bytes per user);
+``pipeline2``  two workers in one group (own data dirs, web ports): the total;
+``latency``    one worker under a producer paced at each of ``--rates`` ev/s
+               in turn (``--latency-seconds`` each): feed producer CreateTime
+               -> decision record CreateTime per txn_id, p50 / p99 / p99.9;
+``warm``       kill -9 of a worker holding ``--warm-users`` users (changelog
+               filled, recovered once), restart on the same data dir: seconds
+               until events produced after the restart are decided;
+``fresh``      ``--recovery-users`` users in the changelog, a worker on an
+               empty data dir: seconds to "Recovery complete" and to decisions;
+``standby``    two workers with ``REWARDS_TABLE_STANDBY_REPLICAS=1``; kill -9
+               one: seconds until every partition is decided by the other.
+               (``recovery`` = warm, fresh, standby.)
 
 Throughput is ``events / (last output - first output)`` from the broker
-records' timestamps, so worker start-up and group join are not counted, the
-same way for all three. Prints a markdown table and writes JSON.
+records' timestamps (the bare agent: its own first to last batch), so start-up
+and group join are not counted. CPU µs/event is from /proc (or the process's
+own ``time.process_time``) over the same span. Prints one markdown table and
+writes JSON; worker and broker logs are kept under var/bench/logs/<scenario>/.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import platform
 import shutil
@@ -40,8 +47,10 @@ import tempfile
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +60,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from rewards.feedgen import FeedMessage, generate
-from rewards.ledger import SEP, MemoryState
+from rewards.ledger import SEP
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from topologies import topics
@@ -65,6 +74,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSTHROUGH_OUT = "bench.passthrough"
 TEXTBOOK_OUT = "bench.textbook-decisions"
 CHANGELOG = "upi-rewards-user-state-changelog"
+#: probe events (recovery scenarios) are dated after any feed of the bench
+PROBE_START = datetime(2027, 6, 1, 9, 0, tzinfo=UTC)
+LOGS = ROOT / "var" / "bench" / "logs"
 
 
 def log(text: str) -> None:
@@ -110,13 +122,23 @@ class Run:
                 proc.kill()
                 proc.wait()
         self.broker.stop()
+        keep = LOGS / self.work.name  # the scratch dir goes; the logs stay for a look
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True)
+        for path in self.work.glob("*.log"):
+            shutil.copy(path, keep / path.name)
+
+
+def start_broker(work: Path) -> EmbeddedBroker:
+    """The one place a scenario's broker is chosen and started (on a free port)."""
+    return EmbeddedBroker(port=free_port(), log=work / "broker.log").start()
 
 
 def new_run(root: Path, name: str) -> Run:
     work = root / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    broker = EmbeddedBroker(port=free_port(), log=work / "broker.log").start()
+    broker = start_broker(work)
     ensure_topics(
         [broker.bootstrap],
         {
@@ -333,11 +355,45 @@ def bench_core(feed: list[FeedMessage], rounds: int = 3) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuProbe:
+    """Wrap a progress probe: CPU of ``pids`` at its first non-zero value and its last change.
+
+    So a process that keeps running after its work (a Faust agent) is charged
+    from its first output to its last, not for the idle wait after.
+    """
+
+    def __init__(self, probe: Callable[[], int], pids: list[int]) -> None:
+        self.probe, self.pids = probe, pids
+        self.first: tuple[float, int] | None = None
+        self.last: tuple[float, int] = (0.0, 0)
+
+    def __call__(self) -> int:
+        value = self.probe()
+        if value > 0 and (self.first is None or value != self.last[1]):
+            cpu = sum(cpu_seconds(pid) for pid in self.pids)
+            if self.first is None:
+                self.first = (cpu, value)
+            self.last = (cpu, value)
+        return value
+
+    def us_per_event(self) -> float | None:
+        if self.first is None or self.last[1] <= self.first[1]:
+            return None
+        return round((self.last[0] - self.first[0]) * 1e6 / (self.last[1] - self.first[1]), 1)
+
+
 def bench_ceiling(root: Path, feed: list[FeedMessage]) -> dict[str, Any]:
     run = new_run(root, "ceiling")
     try:
         produce(run.bootstrap, feed)
         log(f"ceiling: {len(feed):,} events produced; pass-through running (load {load_avg()})")
+        result_file = run.work / "passthrough.json"
         proc = run.spawn(
             [
                 "-m",
@@ -348,6 +404,8 @@ def bench_ceiling(root: Path, feed: list[FeedMessage]) -> dict[str, Any]:
                 str(len(feed)),
                 "--out",
                 PASSTHROUGH_OUT,
+                "--result",
+                str(result_file),
             ],
             {},
             "passthrough",
@@ -356,6 +414,34 @@ def bench_ceiling(root: Path, feed: list[FeedMessage]) -> dict[str, Any]:
             raise RuntimeError("pass-through failed; see its log")
         out = read_topics(run.bootstrap, [PASSTHROUGH_OUT], len(feed))
         result = rate([r[1] for r in out], len(feed))
+        result["cpu_us_per_event"] = orjson.loads(result_file.read_bytes())["cpu_us_per_event"]
+        result["load_avg"] = load_avg()
+        return result
+    finally:
+        run.close()
+
+
+def bench_bare(root: Path, feed: list[FeedMessage]) -> dict[str, Any]:
+    """A Faust agent that takes the feed in batches and does nothing (bench/bare.py)."""
+    run = new_run(root, "bare")
+    try:
+        produce(run.bootstrap, feed)
+        log(f"bare: {len(feed):,} events produced; bare Faust agent running (load {load_avg()})")
+        result_file = run.work / "bare.json"
+        proc = run.spawn(
+            ["-m", "bench.bare", "worker", "-l", "warn"],
+            {
+                "BENCH_BOOTSTRAP": run.bootstrap,
+                "BENCH_DATA_DIR": str(run.work / "state"),
+                "BENCH_WEB_PORT": str(free_port()),
+                "BENCH_COUNT": str(len(feed)),
+                "BENCH_RESULT": str(result_file),
+            },
+            "bare",
+        )
+        wait_for(result_file.exists, 1800, "bare agent", proc)
+        run.stop(proc)
+        result: dict[str, Any] = orjson.loads(result_file.read_bytes())
         result["load_avg"] = load_avg()
         return result
     finally:
@@ -379,9 +465,8 @@ def bench_textbook(root: Path, feed: list[FeedMessage]) -> dict[str, Any]:
             "textbook",
         )
         time.sleep(5)
-        wait_quiet(
-            lambda: end_offsets_total(run.bootstrap, [TEXTBOOK_OUT]), 60.0, 3600, proc, len(feed)
-        )
+        probe = CpuProbe(lambda: end_offsets_total(run.bootstrap, [TEXTBOOK_OUT]), [proc.pid])
+        wait_quiet(probe, 60.0, 3600, proc, len(feed))
         if proc.poll() is not None:
             raise RuntimeError("textbook worker died; see its log")
         run.stop(proc)
@@ -389,15 +474,19 @@ def bench_textbook(root: Path, feed: list[FeedMessage]) -> dict[str, Any]:
         out = read_topics(run.bootstrap, [TEXTBOOK_OUT], 1)
         result = rate([r[1] for r in out], len(out))
         result["valid_events"] = valid
+        result["cpu_us_per_event"] = probe.us_per_event()
         result["load_avg"] = load_avg()
         return result
     finally:
         run.close()
 
 
+Worker = tuple[subprocess.Popen[bytes], int]  # the process, its web port
+
+
 def start_worker(
     run: Run, data_dir: Path, name: str, extra_env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], int]:
+) -> Worker:
     port = free_port()
     proc = run.spawn(
         ["-m", "topologies.cli", "worker"],
@@ -407,37 +496,38 @@ def start_worker(
     return proc, port
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def worker_cpu(proc: subprocess.Popen[bytes], port: int, total: int) -> dict[str, Any]:
-    """Wait until the worker accounted for ``total`` messages; its CPU per event meanwhile.
+def worker_cpu(workers: list[Worker], total: int) -> dict[str, Any]:
+    """Wait until the workers together accounted for ``total`` messages; their CPU per event.
 
     CPU time per event is the figure that survives a shared, noisy box: wall
-    throughput also measures the neighbours, CPU time mostly the worker's own
-    work. Counted from the first accounted message (start-up and group join left out).
+    throughput also measures the neighbours, CPU time mostly the workers' own
+    work. Counted from the first accounted message (start-up and group join left
+    out); with several workers, the sum of their CPU over the sum of their events.
     """
     first: list[tuple[float, float, int]] = []
     last = [0]
 
+    def cpu() -> float:
+        return sum(cpu_seconds(proc.pid) for proc, _ in workers)
+
     def accounted() -> bool:
-        last[0] = metric_total(port, ACCOUNTED)
+        for proc, _ in workers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"pipeline: worker exited with {proc.returncode}")
+        last[0] = sum(metric_total(port, ACCOUNTED) for _, port in workers)
         if not first and last[0] > 0:
-            first.append((time.monotonic(), cpu_seconds(proc.pid), last[0]))
+            first.append((time.monotonic(), cpu(), last[0]))
         return last[0] >= total
 
-    wait_for(accounted, 3600, "pipeline", proc)
-    wall, cpu = time.monotonic(), cpu_seconds(proc.pid)
+    wait_for(accounted, 3600, "pipeline")
+    wall, cpu_end = time.monotonic(), cpu()
     t0, cpu0, start = first[0]
     events = max(last[0] - start, 1)
     return {
         "events": events,
-        "cpu_us_per_event": round((cpu - cpu0) * 1e6 / events),
-        "cpu_share_of_one_core": round((cpu - cpu0) / max(wall - t0, 1e-9), 2),
-        "events_per_cpu_s": round(events / max(cpu - cpu0, 1e-9)),
+        "cpu_us_per_event": round((cpu_end - cpu0) * 1e6 / events),
+        "cpu_share_of_one_core": round((cpu_end - cpu0) / max(wall - t0, 1e-9), 2),
+        "events_per_cpu_s": round(events / max(cpu_end - cpu0, 1e-9)),
     }
 
 
@@ -445,19 +535,22 @@ def du_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def bench_pipeline(root: Path, feed: list[FeedMessage], profile: bool) -> dict[str, Any]:
-    run = new_run(root, "pipeline")
+def bench_pipeline(
+    root: Path, feed: list[FeedMessage], profile: bool, workers: int = 1
+) -> dict[str, Any]:
+    """``workers`` upi-rewards workers in one group (own data dirs and web ports)."""
+    run = new_run(root, "pipeline" if workers == 1 else f"pipeline{workers}")
     try:
         produce(run.bootstrap, feed)
         users = {orjson.loads(m.value)["payer_vpa"].lower() for m in feed if m.valid and m.value}
         log(
-            f"pipeline: {len(feed):,} events ({len(users):,} payers) produced; worker running "
-            f"(load {load_avg()})"
+            f"pipeline x{workers}: {len(feed):,} events ({len(users):,} payers) produced; "
+            f"worker(s) running (load {load_avg()})"
         )
-        data_dir = run.work / "state"
-        proc, port = start_worker(run, data_dir, "worker")
+        dirs = [run.work / f"state-{i}" for i in range(workers)]
+        procs = [start_worker(run, d, f"worker-{i}") for i, d in enumerate(dirs)]
         spy = None
-        if profile:
+        if profile and workers == 1:
             spy = subprocess.Popen(
                 [
                     str(Path(sys.executable).parent / "py-spy"),
@@ -468,7 +561,7 @@ def bench_pipeline(root: Path, feed: list[FeedMessage], profile: bool) -> dict[s
                     "-o",
                     str(run.work / "profile.txt"),
                     "--pid",
-                    str(proc.pid),
+                    str(procs[0][0].pid),
                     "--rate",
                     "50",
                     "--nonblocking",
@@ -476,72 +569,102 @@ def bench_pipeline(root: Path, feed: list[FeedMessage], profile: bool) -> dict[s
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        cpu = worker_cpu(proc, port, len(feed))
+        cpu = worker_cpu(procs, len(feed))
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         out = read_topics(run.bootstrap, [topics.DECISIONS, topics.DEAD_LETTERS], len(feed))
         result = rate([r[1] for r in out], len(feed))
+        result["workers"] = workers
         result["accounted"] = len(out) == len(feed)
         result["load_avg"] = load_avg()
         result["worker_cpu"] = cpu
-        result["worker_latency_histogram"] = "see latency scenario"
-        run.stop(proc)  # rocksdict flushes on a clean stop
-        size = du_bytes(data_dir)
+        for proc, _ in procs:
+            run.stop(proc)  # rocksdict flushes on a clean stop
+        size = sum(du_bytes(d) for d in dirs)
         result["state"] = {
             "users": len(users),
             "bytes_on_disk": size,
-            "bytes_per_100k_users": round(size * 100_000 / max(len(users), 1)),
+            "bytes_per_user": round(size / max(len(users), 1)),
         }
         return result
     finally:
         run.close()
 
 
-def bench_latency(root: Path, feed: list[FeedMessage], offered: float) -> dict[str, Any]:
+def percentiles(lat: list[int]) -> dict[str, int]:
+    lat = sorted(lat)
+    if not lat:
+        return {}
+
+    def pct(q: float) -> int:
+        return lat[min(int(q * len(lat)), len(lat) - 1)]
+
+    return {"p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": lat[-1]}
+
+
+def drained(port: int, total: int) -> bool:
+    return metric_total(port, ACCOUNTED) >= total
+
+
+def bench_latency(
+    root: Path, feed: list[FeedMessage], rates: list[float], seconds: float
+) -> dict[str, Any]:
+    """One worker, then the feed offered at each rate in turn (``seconds`` each).
+
+    Each phase waits for the worker to drain before the next starts; latency is
+    per decision, the feed producer's CreateTime to the decision's CreateTime.
+    """
     run = new_run(root, "latency")
     try:
         data_dir = run.work / "state"
         proc, port = start_worker(run, data_dir, "worker")
-        # Warm up: the first 2% of the feed through every stage, then a pause, so
+        # Warm up: a small part of the feed through every stage, then a pause, so
         # start-up rebalances (Faust creates internal topics) are over before the
         # clock starts.
         warm = max(len(feed) // 50, 1)
         produce(run.bootstrap, feed[:warm])
         wait_for(lambda: metric_total(port, ACCOUNTED) >= warm, 300, "warm-up", proc)
         time.sleep(5)
-        rest = feed[warm:]
-        log(f"latency: {len(rest):,} events at {offered:,.0f} ev/s (load {load_avg()})")
-        started = time.monotonic()
-        stamps = produce_records(
-            run.bootstrap, ((topics.TRANSACTIONS, m.key, m.value, None) for m in rest), offered
-        )
-        sent: dict[str, list[int]] = defaultdict(list)
-        for m, ts in zip(rest, stamps, strict=True):
-            if m.valid and m.value:
-                sent[orjson.loads(m.value)["txn_id"]].append(ts)
-        achieved = len(rest) / (time.monotonic() - started)
-        wait_for(lambda: metric_total(port, ACCOUNTED) >= len(feed), 600, "latency drain", proc)
+        done = warm
+        sent: dict[str, list[tuple[int, int]]] = defaultdict(list)  # txn_id -> (phase, ts)
+        phases: list[dict[str, Any]] = []
+        for phase, offered in enumerate(rates):
+            n = int(offered * seconds)
+            part = feed[done : done + n]
+            log(f"latency: {len(part):,} events at {offered:,.0f} ev/s (load {load_avg()})")
+            started = time.monotonic()
+            stamps = produce_records(
+                run.bootstrap, ((topics.TRANSACTIONS, m.key, m.value, None) for m in part), offered
+            )
+            achieved = len(part) / (time.monotonic() - started)
+            for m, ts in zip(part, stamps, strict=True):
+                if m.valid and m.value:
+                    sent[orjson.loads(m.value)["txn_id"]].append((phase, ts))
+            done += len(part)
+            wait_for(partial(drained, port, done), 600, "latency drain", proc)
+            phases.append(
+                {"offered_per_s": offered, "events": len(part), "achieved_per_s": round(achieved)}
+            )
+            time.sleep(2)
         out = read_topics(run.bootstrap, [topics.DECISIONS], 1)
-        lat: list[int] = []
+        lat: list[list[int]] = [[] for _ in rates]
+        # per phase, the worst latency of the events sent in each second: stalls show
+        worst: list[dict[int, int]] = [defaultdict(int) for _ in rates]
         for _, ts, _, value in sorted(out, key=lambda r: r[1]):
-            txn_id = orjson.loads(value or b"{}")["txn_id"]
-            pending = sent.get(txn_id)
+            pending = sent.get(orjson.loads(value or b"{}")["txn_id"])
             if pending:
-                lat.append(ts - pending.pop(0))
-        lat.sort()
-
-        def pct(q: float) -> int:
-            return lat[min(int(q * len(lat)), len(lat) - 1)]
-
+                phase, sent_ts = pending.pop(0)
+                lat[phase].append(ts - sent_ts)
+                second = sent_ts // 1000
+                worst[phase][second] = max(worst[phase][second], ts - sent_ts)
+        for result, values, per_s in zip(phases, lat, worst, strict=True):
+            result.update(percentiles(values), matched=len(values))
+            result["max_ms_by_send_second"] = [per_s[k] for k in sorted(per_s)]
         return {
-            "offered_per_s": offered,
-            "achieved_per_s": round(achieved),
-            "matched": len(lat),
+            "rates": phases,
             "warm_up_events": warm,
-            "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99),
-            "max_ms": lat[-1],
+            "seconds_per_rate": seconds,
             "measured": "feed producer CreateTime -> decision record CreateTime (worker send)",
             "load_avg": load_avg(),
         }
@@ -549,21 +672,49 @@ def bench_latency(root: Path, feed: list[FeedMessage], offered: float) -> dict[s
         run.close()
 
 
+# --- recovery ------------------------------------------------------------------------------
+
+
 def user_templates(book_path: Path, count: int) -> list[tuple[str, list[tuple[bytes, bytes]]]]:
-    """Each user's records after a realistic feed, as the pure core writes them."""
+    """Each user's changelog records after a realistic feed, as the pure core leaves them.
+
+    Through ``rewards.simulate(...).state``, whatever its layout: if it maps each
+    VPA to a user-state object and ``rewards.state`` has ``encode_user``, one
+    record per user (key ``user_key(vpa)``); otherwise the older multi-key
+    layout (``<vpa><SEP>...`` string keys to bytes; keys starting with NUL are
+    not per user and are left out).
+    """
     book = load_rules(book_path)
     feed = generate(count, seed=7, users=count // 2, fraud_share=0.01)
-    sim = simulate((m.value for m in feed), book)
-    state: MemoryState = sim.state
+    state: Mapping[str, Any] = simulate((m.value for m in feed), book).state
     per_user: dict[str, list[tuple[bytes, bytes]]] = defaultdict(list)
+    codec = state_codec()
     for key, value in state.items():
-        if key.startswith("\x00"):
-            continue
-        per_user[key.split(SEP, 1)[0]].append((key.encode(), value))
+        if codec is not None and not isinstance(value, bytes | bytearray):
+            user_key, encode_user = codec
+            per_user[key].append((user_key(key), encode_user(value)))
+        elif not key.startswith("\x00"):
+            per_user[key.split(SEP, 1)[0]].append((key.encode(), bytes(value)))
     return sorted(per_user.items())
 
 
+def state_codec() -> tuple[Callable[[str], bytes], Callable[[Any], bytes]] | None:
+    """``rewards.state``'s (user_key, encode_user) when the core has them."""
+    try:
+        module = importlib.import_module("rewards.state")
+    except ImportError:
+        return None
+    encode = getattr(module, "encode_user", None)
+    if encode is None:
+        return None
+    key: Callable[[str], bytes] = getattr(module, "user_key", str.encode)
+    encode_user: Callable[[Any], bytes] = encode
+    return key, encode_user
+
+
 def fill_changelog(bootstrap: str, users: int) -> dict[str, Any]:
+    """``users`` users' records in the user-state changelog: templates under new VPAs."""
+    ensure_topics([bootstrap], {CHANGELOG: PARTITIONS})
     templates = user_templates(DEFAULT_RULES, 20_000)
     records = size = 0
 
@@ -576,7 +727,7 @@ def fill_changelog(bootstrap: str, users: int) -> dict[str, Any]:
             partition = (murmur2(new.encode()) & 0x7FFFFFFF) % PARTITIONS
             olds, news = old.encode(), new.encode()
             for key, value in recs:
-                k = news + key[len(olds) :]
+                k = news + key[len(olds) :] if key.startswith(olds) else key
                 v = value.replace(olds, news)
                 records += 1
                 size += len(k) + len(v)
@@ -586,44 +737,200 @@ def fill_changelog(bootstrap: str, users: int) -> dict[str, Any]:
     return {"users": users, "records": records, "bytes": size, "template_users": len(templates)}
 
 
-def time_recovery(run: Run, data_dir: Path, name: str) -> float:
-    started = time.monotonic()
-    proc, _ = start_worker(run, data_dir, name)
-    logfile = run.work / f"{name}.log"
-    wait_for(
-        lambda: "Recovery complete" in logfile.read_text(errors="replace"),
-        3600,
-        f"{name} recovery",
-        proc,
-    )
-    seconds = time.monotonic() - started
-    run.stop(proc)
-    return seconds
+def payer_partition(vpa: str) -> int:
+    return int(murmur2(vpa.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
-def bench_recovery(root: Path, users: int) -> dict[str, Any]:
-    run = new_run(root, "recovery")
+def probe_feed(round_no: int) -> dict[str, tuple[FeedMessage, int]]:
+    """Valid events of users no other part of the bench has, covering every partition.
+
+    txn_id -> (message, the payer's partition); a later round has later ids.
+    """
+    start = PROBE_START + timedelta(days=round_no)
+    count = 200
+    while True:
+        out: dict[str, tuple[FeedMessage, int]] = {}
+        for m in generate(count, 9000 + round_no, start=start, users=count // 2, bad_share=0.0):
+            if m.valid and m.value:
+                doc = orjson.loads(m.value)
+                out.setdefault(doc["txn_id"], (m, payer_partition(doc["payer_vpa"].lower())))
+        if len({p for _, p in out.values()}) == PARTITIONS:
+            return out
+        count *= 2
+
+
+def decision_ends(bootstrap: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None)
     try:
-        # An empty start first: the fixed cost (imports, group join) of any start.
-        empty = time_recovery(run, run.work / "empty-state", "empty")
-        ensure_topics([run.bootstrap], {CHANGELOG: PARTITIONS})
-        log(f"recovery: filling the changelog for {users:,} users (load {load_avg()})")
+        parts = consumer.partitions_for_topic(topics.DECISIONS) or set()
+        ends: dict[TopicPartition, int] = consumer.end_offsets(
+            [TopicPartition(topics.DECISIONS, p) for p in parts]
+        )
+        return ends
+    finally:
+        consumer.close()
+
+
+def send_probes(run: Run, round_no: int) -> tuple[dict[str, int], dict[TopicPartition, int]]:
+    """Produce a probe round; its txn_id -> partition, and the decisions' ends before it."""
+    probes = probe_feed(round_no)
+    ends = decision_ends(run.bootstrap)
+    produce(run.bootstrap, [m for m, _ in probes.values()])
+    return {txn: p for txn, (_, p) in probes.items()}, ends
+
+
+def wait_decided(
+    bootstrap: str,
+    probes: dict[str, int],
+    since: dict[TopicPartition, int],
+    timeout: float,
+    procs: list[subprocess.Popen[bytes]],
+) -> dict[int, int]:
+    """Per payer partition, the CreateTime (ms) of the first probe decision there."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False, check_crcs=False
+    )
+    consumer.assign(list(since))
+    for tp, offset in since.items():
+        consumer.seek(tp, offset)
+    firsts: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(firsts) < len(set(probes.values())):
+            for batch in consumer.poll(timeout_ms=200, max_records=5000).values():
+                for r in batch:
+                    part = probes.get(orjson.loads(r.value or b"{}").get("txn_id", ""))
+                    if part is not None:
+                        firsts[part] = min(firsts.get(part, r.timestamp), r.timestamp)
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker exited while waiting for probe decisions")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"probe decisions on {sorted(firsts)} of {PARTITIONS} only")
+        return firsts
+    finally:
+        consumer.close()
+
+
+def log_has(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text(errors="replace")
+
+
+def wait_recovered(run: Run, name: str, proc: subprocess.Popen[bytes]) -> float:
+    """Seconds from now until the worker's log says 'Recovery complete'."""
+    started = time.monotonic()
+    wait_for(lambda: log_has(run.work / f"{name}.log", "Recovery complete"), 3600, name, proc)
+    return time.monotonic() - started
+
+
+def since_s(firsts: dict[int, int], t0_ms: int) -> dict[str, float]:
+    return {
+        "first_decision_s": round((min(firsts.values()) - t0_ms) / 1000, 1),
+        "all_partitions_s": round((max(firsts.values()) - t0_ms) / 1000, 1),
+    }
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def bench_warm(root: Path, users: int) -> dict[str, Any]:
+    """kill -9 a worker holding ``users`` users' state; restart on the same disk."""
+    run = new_run(root, "warm")
+    try:
+        log(f"warm: filling the changelog for {users:,} users (load {load_avg()})")
         filled = fill_changelog(run.bootstrap, users)
         data_dir = run.work / "state"
-        log(f"recovery: {filled['records']:,} changelog records; cold start (load {load_avg()})")
-        cold = time_recovery(run, data_dir, "cold")
+        proc, _ = start_worker(run, data_dir, "first")
+        first_recovery = wait_recovered(run, "first", proc)
+        probes, since = send_probes(run, 0)
+        wait_decided(run.bootstrap, probes, since, 600, [proc])
+        time.sleep(2)  # past the probes' checkpoint and a Faust offset commit
         size = du_bytes(data_dir)
-        warm = time_recovery(run, data_dir, "warm")
-        return {
+        log(f"warm: kill -9 of a worker holding {users:,} users (load {load_avg()})")
+        proc.kill()
+        proc.wait()
+        t0 = now_ms()
+        started = time.monotonic()
+        proc, _ = start_worker(run, data_dir, "restart")
+        probes, since = send_probes(run, 1)
+        firsts = wait_decided(run.bootstrap, probes, since, 900, [proc])
+        recovered = log_has(run.work / "restart.log", "Recovery complete")
+        result = {
             **filled,
-            "empty_start_s": round(empty, 1),
-            "cold_recovery_s": round(cold, 1),
-            "warm_restart_s": round(warm, 1),
-            "bytes_on_disk": size,
-            "bytes_per_100k_users": round(size * 100_000 / users),
-            "measured": "worker process start -> Faust 'Recovery complete' log line",
+            "first_recovery_s": round(first_recovery, 1),
+            **since_s(firsts, t0),
+            "restart_to_wait_end_s": round(time.monotonic() - started, 1),
+            "recovery_complete_logged": recovered,
+            "bytes_on_disk_before_kill": size,
+            "measured": "kill -9, restart on the same data dir -> first / every partition's "
+            "first decision of events produced after the restart (decision CreateTime)",
             "load_avg": load_avg(),
         }
+        run.stop(proc)
+        return result
+    finally:
+        run.close()
+
+
+def bench_fresh(root: Path, users: int) -> dict[str, Any]:
+    """``users`` users in the changelog, a worker on an empty data dir."""
+    run = new_run(root, "fresh")
+    try:
+        log(f"fresh: filling the changelog for {users:,} users (load {load_avg()})")
+        filled = fill_changelog(run.bootstrap, users)
+        log(f"fresh: {filled['records']:,} changelog records; cold start (load {load_avg()})")
+        probes, since = send_probes(run, 0)
+        data_dir = run.work / "state"
+        t0 = now_ms()
+        proc, _ = start_worker(run, data_dir, "fresh")
+        recovery = wait_recovered(run, "fresh", proc)
+        firsts = wait_decided(run.bootstrap, probes, since, 900, [proc])
+        run.stop(proc)
+        size = du_bytes(data_dir)
+        return {
+            **filled,
+            "recovery_s": round(recovery, 1),
+            **since_s(firsts, t0),
+            "bytes_on_disk": size,
+            "bytes_per_user": round(size / max(users, 1)),
+            "measured": "worker start on an empty data dir -> 'Recovery complete' log line; "
+            "and -> first / every partition's first decision of events waiting in the feed",
+            "load_avg": load_avg(),
+        }
+    finally:
+        run.close()
+
+
+def bench_standby(root: Path, users: int) -> dict[str, Any]:
+    """Two workers with a standby replica each; kill -9 one; the other takes over."""
+    run = new_run(root, "standby")
+    try:
+        log(f"standby: filling the changelog for {users:,} users (load {load_avg()})")
+        filled = fill_changelog(run.bootstrap, users)
+        env = {"REWARDS_TABLE_STANDBY_REPLICAS": "1"}
+        a, _ = start_worker(run, run.work / "state-a", "worker-a", env)
+        b, _ = start_worker(run, run.work / "state-b", "worker-b", env)
+        wait_recovered(run, "worker-a", a)
+        wait_recovered(run, "worker-b", b)
+        probes, since = send_probes(run, 0)
+        wait_decided(run.bootstrap, probes, since, 900, [a, b])
+        time.sleep(5)  # standbys catch up with the probes' changelog records
+        log(f"standby: kill -9 of one of two workers (load {load_avg()})")
+        b.kill()
+        b.wait()
+        t0 = now_ms()
+        probes, since = send_probes(run, 1)
+        firsts = wait_decided(run.bootstrap, probes, since, 900, [a])
+        result = {
+            "users": users,
+            "records": filled["records"],
+            **since_s(firsts, t0),
+            "measured": "kill -9 of one worker -> every partition's first decision (by the "
+            "survivor) of events produced after the kill (decision CreateTime)",
+            "load_avg": load_avg(),
+        }
+        run.stop(a)
+        return result
     finally:
         run.close()
 
@@ -631,68 +938,110 @@ def bench_recovery(root: Path, users: int) -> dict[str, Any]:
 # --- report --------------------------------------------------------------------------------
 
 
+def _num(value: Any, fmt: str = ",") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
 def table(res: dict[str, Any]) -> str:
-    rows = ["| what | figure | notes |", "|---|---|---|"]
-    c, t, p = res.get("ceiling"), res.get("textbook"), res.get("pipeline")
+    """Every figure in one markdown table."""
+    rows = [
+        "| what | figure | CPU µs/event | / ceiling | / bare agent | notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    c, b = res.get("ceiling"), res.get("bare")
+
+    def ratios(ev_s: float) -> str:
+        to_c = f"{ev_s / c['events_per_s']:.0%}" if c else "–"
+        to_b = f"{ev_s / b['events_per_s']:.2f}x" if b else "–"
+        return f"{to_c} | {to_b}"
+
+    if c:
+        rows.append(
+            f"| transport ceiling (aiokafka pass-through) | {c['events_per_s']:,} ev/s | "
+            f"{_num(c.get('cpu_us_per_event'))} | {ratios(c['events_per_s'])} | "
+            f"{c['events']:,} events, load {c['load_avg']} |"
+        )
+    if b:
+        rows.append(
+            f"| bare Faust agent (take_events 5000, nothing) | {b['events_per_s']:,} ev/s | "
+            f"{_num(b.get('cpu_us_per_event'))} | {ratios(b['events_per_s'])} | "
+            f"{b['counted_events']:,} events counted, load {b['load_avg']} |"
+        )
+    t = res.get("textbook")
+    if t:
+        rows.append(
+            f"| textbook Faust agent | {t['events_per_s']:,} ev/s | "
+            f"{_num(t.get('cpu_us_per_event'))} | {ratios(t['events_per_s'])} | "
+            f"{t['outputs']:,} decisions, load {t['load_avg']} |"
+        )
+    for name in ("pipeline", "pipeline2"):
+        p = res.get(name)
+        if not p:
+            continue
+        w = p.get("worker_cpu") or {}
+        n = p["workers"]
+        rows.append(
+            f"| upi-rewards, {n} worker{'s' * (n > 1)} | **{p['events_per_s']:,} ev/s** | "
+            f"{_num(w.get('cpu_us_per_event'))} | {ratios(p['events_per_s'])} | "
+            f"{p['events']:,} events, steady {p['steady_events_per_s']:,} ev/s, accounted "
+            f"{p['accounted']}, workers at {w.get('cpu_share_of_one_core', 0):.0%} of one core, "
+            f"load {p['load_avg']} |"
+        )
+    if res.get("pipeline") and res.get("pipeline2"):
+        one, two = res["pipeline"], res["pipeline2"]
+        rows.append(
+            f"| 2 workers / 1 worker | {two['events_per_s'] / one['events_per_s']:.2f}x | | | | |"
+        )
     k = res.get("core")
     if k:
         rows.append(
             f"| pure core alone (no broker, no Faust) | {k['events_per_s']:,} ev/s | "
-            f"{k['us_per_event']} CPU µs/event, best of {k['rounds']}, load {k['load_avg']} |"
-        )
-    if c:
-        rows.append(
-            f"| transport ceiling (aiokafka pass-through) | {c['events_per_s']:,} ev/s | "
-            f"{c['events']:,} events, load {c['load_avg']} |"
-        )
-    if t:
-        rows.append(
-            f"| textbook Faust agent | {t['events_per_s']:,} ev/s | "
-            f"{t['outputs']:,} decisions, load {t['load_avg']} |"
-        )
-    if p:
-        rows.append(
-            f"| upi-rewards end to end | **{p['events_per_s']:,} ev/s** | "
-            f"{p['events']:,} events, accounted {p['accounted']}, load {p['load_avg']} |"
-        )
-        w = p.get("worker_cpu") or {}
-        if w:
-            rows.append(
-                f"| upi-rewards worker CPU per event | {w['cpu_us_per_event']:,} µs "
-                f"({w['events_per_cpu_s']:,} ev per CPU second) | worker at "
-                f"{w['cpu_share_of_one_core']:.0%} of one core |"
-            )
-        if c:
-            rows.append(
-                f"| upi-rewards / ceiling | {p['events_per_s'] / c['events_per_s']:.0%} | |"
-            )
-        if t:
-            rows.append(
-                f"| upi-rewards / textbook | {p['events_per_s'] / t['events_per_s']:.1f}x | |"
-            )
-        s = p["state"]
-        rows.append(
-            f"| state on disk per 100k users (feed) | {s['bytes_per_100k_users'] / 1e6:.1f} MB"
-            f" | du {s['bytes_on_disk'] / 1e6:.1f} MB for {s['users']:,} payers |"
+            f"{k['us_per_event']} | | | best of {k['rounds']}, load {k['load_avg']} |"
         )
     lat = res.get("latency")
     if lat:
+        for r in lat["rates"]:
+            rows.append(
+                f"| latency at {r['offered_per_s']:,.0f} ev/s offered | p50 "
+                f"{_num(r.get('p50_ms'))} / p99 {_num(r.get('p99_ms'))} / p99.9 "
+                f"{_num(r.get('p999_ms'))} ms | | | | {r['matched']:,} decisions, max "
+                f"{_num(r.get('max_ms'))} ms, achieved {r['achieved_per_s']:,} ev/s, "
+                f"{lat['seconds_per_rate']:g} s |"
+            )
+    p = res.get("pipeline")
+    if p:
+        s = p["state"]
         rows.append(
-            f"| latency at {lat['offered_per_s']:,.0f} ev/s offered | p50 {lat['p50_ms']} ms,"
-            f" p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms | {lat['matched']:,} "
-            f"decisions, achieved {lat['achieved_per_s']:,} ev/s, load {lat['load_avg']} |"
+            f"| state on disk per user (pipeline feed) | {s['bytes_per_user']:,} B | | | | "
+            f"du {s['bytes_on_disk'] / 1e6:.1f} MB for {s['users']:,} payers, "
+            f"{p['events'] / max(s['users'], 1):.1f} events per payer |"
         )
-    r = res.get("recovery")
-    if r:
+    f = res.get("fresh")
+    if f:
         rows.append(
-            f"| recover {r['users']:,} users, empty data dir | {r['cold_recovery_s']} s | "
-            f"{r['records']:,} changelog records ({r['bytes'] / 1e6:.0f} MB); empty-state "
-            f"start {r['empty_start_s']} s; load {r['load_avg']} |"
+            f"| state on disk per user (recovered) | {f['bytes_per_user']:,} B | | | | "
+            f"du {f['bytes_on_disk'] / 1e6:.1f} MB for {f['users']:,} users |"
         )
-        rows.append(f"| restart on warm rocksdict dir | {r['warm_restart_s']} s | |")
+    w = res.get("warm")
+    if w:
         rows.append(
-            f"| state on disk per 100k users (recovered) | "
-            f"{r['bytes_per_100k_users'] / 1e6:.1f} MB | |"
+            f"| recovery: kill -9, restart on the same disk | {w['first_decision_s']} s | | | | "
+            f"{w['users']:,} users held; every partition deciding after "
+            f"{w['all_partitions_s']} s; load {w['load_avg']} |"
+        )
+    if f:
+        rows.append(
+            f"| recovery: fresh disk | {f['recovery_s']} s | | | | {f['users']:,} users, "
+            f"{f['records']:,} changelog records ({f['bytes'] / 1e6:.0f} MB) to 'Recovery "
+            f"complete'; waiting events decided after {f['all_partitions_s']} s; "
+            f"load {f['load_avg']} |"
+        )
+    sb = res.get("standby")
+    if sb:
+        rows.append(
+            f"| recovery: standby takes over after kill -9 | {sb['all_partitions_s']} s | | | | "
+            f"2 workers, 1 standby replica, {sb['users']:,} users; first decision after "
+            f"{sb['first_decision_s']} s; load {sb['load_avg']} |"
         )
     return "\n".join(rows)
 
@@ -701,37 +1050,67 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+SCENARIOS = (
+    "core",
+    "ceiling",
+    "bare",
+    "textbook",
+    "pipeline",
+    "pipeline2",
+    "latency",
+    "warm",
+    "fresh",
+    "standby",
+)
+#: ``--only`` shorthands
+GROUPS = {"recovery": ("warm", "fresh", "standby")}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, help="events for the throughput runs (200,000)")
     p.add_argument("--users", type=int, help="distinct users in the feed (100,000)")
-    p.add_argument("--rate", type=float, default=2000.0, help="offered load of the latency run")
-    p.add_argument("--latency-seconds", type=float, help="length of the latency run (30)")
-    p.add_argument("--recovery-users", type=int, help="users in the recovered state (1,000,000)")
+    p.add_argument(
+        "--rates",
+        default="500,1000,2000,4000",
+        help="comma-separated offered loads of the latency run, ev/s",
+    )
+    p.add_argument("--rate", type=float, help="one offered load instead of --rates")
+    p.add_argument("--latency-seconds", type=float, help="length of each latency rate (20)")
+    p.add_argument(
+        "--warm-users", type=int, help="users held by the kill -9 and standby workers (100,000)"
+    )
+    p.add_argument(
+        "--recovery-users", type=int, help="users recovered onto a fresh disk (1,000,000)"
+    )
     p.add_argument(
         "--quick",
         action="store_true",
-        help="defaults for a short run: 20k events over 20k users, 10 s of latency, "
-        "100k users to recover",
+        help="defaults for a short run: 20k events over 20k users, 5 s per latency rate, "
+        "20k users held, 100k users to recover",
     )
     p.add_argument(
         "--only",
-        default="core,ceiling,textbook,pipeline,latency,recovery",
-        help="comma-separated scenarios to run",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios: {', '.join(SCENARIOS)} "
+        "(recovery = warm,fresh,standby)",
     )
-    p.add_argument("--profile", action="store_true", help="py-spy the pipeline worker")
+    p.add_argument("--profile", action="store_true", help="py-spy the 1-worker pipeline")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "results.json")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: brokers and workers too
-    quick, full = (20_000, 20_000, 10.0, 100_000), (200_000, 100_000, 30.0, 1_000_000)
-    defaults = quick if args.quick else full
-    for name, default in zip(
-        ("count", "users", "latency_seconds", "recovery_users"), defaults, strict=True
-    ):
+    quick = (20_000, 20_000, 5.0, 20_000, 100_000)
+    full = (200_000, 100_000, 20.0, 100_000, 1_000_000)
+    names = ("count", "users", "latency_seconds", "warm_users", "recovery_users")
+    for name, default in zip(names, quick if args.quick else full, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
-    only = set(args.only.split(","))
+    only = {s for part in args.only.split(",") for s in GROUPS.get(part, (part,))}
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    rates = [args.rate] if args.rate else [float(r) for r in args.rates.split(",") if r]
     root = Path(tempfile.mkdtemp(prefix="upi-rewards-bench-"))
     log(f"scratch {root}; generating {args.count:,} events over {args.users:,} users")
     feed = list(generate(args.count, args.seed, users=args.users, fraud_share=0.01))
@@ -744,38 +1123,53 @@ def main(argv: list[str] | None = None) -> int:
         },
         "args": {k: str(v) for k, v in vars(args).items()},
     }
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
+        "core": lambda: bench_core(feed),
+        "ceiling": lambda: bench_ceiling(root, feed),
+        "bare": lambda: bench_bare(root, feed),
+        "textbook": lambda: bench_textbook(root, feed),
+        "pipeline": lambda: bench_pipeline(root, feed, args.profile),
+        "pipeline2": lambda: bench_pipeline(root, feed, False, workers=2),
+        "latency": lambda: bench_latency(
+            root,
+            list(
+                generate(
+                    int(sum(rates) * args.latency_seconds * 1.05) + 100,
+                    args.seed + 1,
+                    users=args.users,
+                    fraud_share=0.01,
+                )
+            ),
+            rates,
+            args.latency_seconds,
+        ),
+        "warm": lambda: bench_warm(root, args.warm_users),
+        "fresh": lambda: bench_fresh(root, args.recovery_users),
+        "standby": lambda: bench_standby(root, args.warm_users),
+    }
     try:
-        if "core" in only:
-            res["core"] = bench_core(feed)
-            log(f"core: {res['core']}")
-        if "ceiling" in only:
-            res["ceiling"] = bench_ceiling(root, feed)
-            log(f"ceiling: {res['ceiling']}")
-        if "textbook" in only:
-            res["textbook"] = bench_textbook(root, feed)
-            log(f"textbook: {res['textbook']}")
-        if "pipeline" in only:
-            res["pipeline"] = bench_pipeline(root, feed, args.profile)
-            log(f"pipeline: {res['pipeline']}")
-        if "latency" in only:
-            n = int(args.rate * args.latency_seconds)
-            lat_feed = list(generate(n, args.seed + 1, users=args.users, fraud_share=0.01))
-            res["latency"] = bench_latency(root, lat_feed, args.rate)
-            log(f"latency: {res['latency']}")
-        if "recovery" in only:
-            res["recovery"] = bench_recovery(root, args.recovery_users)
-            log(f"recovery: {res['recovery']}")
+        for name in SCENARIOS:
+            if name in only:
+                try:
+                    res[name] = runs[name]()
+                except (RuntimeError, TimeoutError) as exc:  # one failure: the rest still run
+                    res.setdefault("failed", {})[name] = f"{type(exc).__name__}: {exc}"
+                    log(f"{name} FAILED: {exc}")
+                    continue
+                log(f"{name}: {res[name]}")
     finally:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2) + b"\n")
         if not args.profile:
             shutil.rmtree(root, ignore_errors=True)
     print(table(res))
+    for name, why in res.get("failed", {}).items():
+        print(f"\n{name} failed: {why}")
     print(
         f"\nJSON: {args.out}"
         + (f"; profile {root}/pipeline/profile.txt (bench.profile_summary)" * args.profile)
     )
-    return 0
+    return 1 if res.get("failed") else 0
 
 
 if __name__ == "__main__":
