@@ -200,13 +200,14 @@ def _advance(state: UserState, day: int) -> None:
         return
     state.newest_day = day
     floor = day - CAP_HORIZON_DAYS
-    if any(d < floor for d in state.days):
+    if state.days and min(state.days) < floor:
         state.days = {d: c for d, c in state.days.items() if d >= floor}
-    floor_month = month_of_day(max(floor, 1))
-    if any(m < floor_month for m in state.months):
-        state.months = {m: c for m, c in state.months.items() if m >= floor_month}
+    if state.months:
+        floor_month = month_of_day(max(floor, 1))
+        if min(state.months) < floor_month:
+            state.months = {m: c for m, c in state.months.items() if m >= floor_month}
     txns = state.txns
-    if any(rec.day < floor for rec in txns.values()):
+    if txns and any(rec.day < floor for rec in txns.values()):
         state.txns = {k: rec for k, rec in txns.items() if rec.day >= floor}
 
 
@@ -216,8 +217,15 @@ def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "")
     ``source`` (``topic:partition:offset`` of the feed message) drives the
     replay marks; empty, there are none (tests, tools).
     """
-    if _replayed(user, source):
-        return REPLAY
+    if source:  # the replay marks (``_replayed``, inlined: it runs per event)
+        path, _, offset_text = source.rpartition(":")
+        if ":" not in path:
+            raise ValueError(f"not topic:partition:offset: {source!r}")
+        offset = int(offset_text)
+        marks = user.marks
+        if offset <= marks.get(path, -1):
+            return REPLAY
+        marks[path] = offset
     if txn.status is not _SUCCESS:
         return Effects(_decision(txn, book, _IGNORED, 0, [Reason.NOT_SUCCESS]))
     if txn.txn_id in user.txns or txn.txn_id == user.last_txn:
@@ -246,11 +254,12 @@ def apply_flag(flag: FraudFlag, book: RuleBook, user: UserState) -> Effects:
 def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
     book, state = event.book, event.state
     fraud = state.fraud
-    fraud_on = book.fraud.enabled
+    cfg = book.fraud
+    fraud_on = cfg.enabled
     t = epoch_ms(txn.event_time)
-    late = fraud_on and fraud.is_late(t, book.fraud)
+    late = fraud_on and fraud.newest is not None and t < fraud.newest - cfg.late_ms  # is_late
     if fraud_on and not late:
-        for hit in fraud.observe(book.fraud, txn.txn_id, t, txn.payee_vpa):
+        for hit in fraud.observe(cfg, txn.txn_id, t, txn.payee_vpa):
             event.flag(hit)
     held = fraud.held_by(t) if fraud_on and fraud.hold else []
 
