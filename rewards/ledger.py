@@ -74,6 +74,18 @@ _SUCCESS, _PAYMENT = TxnStatus.SUCCESS, TxnKind.PAYMENT
 _GRANTED, _NO_REWARD, _FRAUD_HOLD = Outcome.GRANTED, Outcome.NO_REWARD, Outcome.FRAUD_HOLD
 _IGNORED, _DUPLICATE, _CLAWED_BACK = Outcome.IGNORED, Outcome.DUPLICATE, Outcome.CLAWED_BACK
 _GRANT, _CLAWBACK = GrantKind.GRANT, GrantKind.CLAWBACK
+_ALREADY_PROCESSED = Reason.ALREADY_PROCESSED
+_BEYOND_HORIZON = Reason.BEYOND_HORIZON
+_DAILY_CAP = Reason.DAILY_CAP
+_MONTHLY_CAP = Reason.MONTHLY_CAP
+_NOTHING_LEFT = Reason.NOTHING_LEFT
+_NOT_SUCCESS = Reason.NOT_SUCCESS
+_NO_MATCHING_RULE = Reason.NO_MATCHING_RULE
+_REFUND_CLAWBACK = Reason.REFUND_CLAWBACK
+_RULE_MATCHED = Reason.RULE_MATCHED
+_UNKNOWN_PAYMENT = Reason.UNKNOWN_PAYMENT
+_UNREWARDED_PAYMENT = Reason.UNREWARDED_PAYMENT
+_ZERO_COINS = Reason.ZERO_COINS
 
 FRAUD_REASON = {
     FraudRule.VELOCITY: Reason.FRAUD_VELOCITY,
@@ -227,9 +239,9 @@ def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "")
             return REPLAY
         marks[path] = offset
     if txn.status is not _SUCCESS:
-        return Effects(_decision(txn, book, _IGNORED, 0, [Reason.NOT_SUCCESS]))
+        return Effects(_decision(txn, book, _IGNORED, 0, [_NOT_SUCCESS]))
     if txn.txn_id in user.txns or txn.txn_id == user.last_txn:
-        return Effects(_decision(txn, book, _DUPLICATE, 0, [Reason.ALREADY_PROCESSED]))
+        return Effects(_decision(txn, book, _DUPLICATE, 0, [_ALREADY_PROCESSED]))
 
     day, month = day_and_month(txn.event_time, book.tz)
     _advance(user, day)
@@ -270,24 +282,24 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
     if held:
         reasons.extend(FRAUD_REASON[rule] for rule in held)
     elif day < state.newest_day - CAP_HORIZON_DAYS:
-        reasons.append(Reason.BEYOND_HORIZON)
+        reasons.append(_BEYOND_HORIZON)
     elif not earned:
-        reasons.append(Reason.NO_MATCHING_RULE)
+        reasons.append(_NO_MATCHING_RULE)
     elif raw_coins == 0:
-        reasons.append(Reason.ZERO_COINS)
+        reasons.append(_ZERO_COINS)
     else:
-        reasons.append(Reason.RULE_MATCHED)
+        reasons.append(_RULE_MATCHED)
         granted = raw_coins
         if book.daily_cap is not None:
             room = max(book.daily_cap - state.days.get(day, 0), 0)
             if room < granted:
                 granted = room
-                reasons.append(Reason.DAILY_CAP)
+                reasons.append(_DAILY_CAP)
         if book.monthly_cap is not None:
             room = max(book.monthly_cap - state.months.get(month, 0), 0)
             if room < granted:
                 granted = room
-                reasons.append(Reason.MONTHLY_CAP)
+                reasons.append(_MONTHLY_CAP)
 
     if granted > 0:
         state.days[day] = state.days.get(day, 0) + granted
@@ -319,17 +331,17 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
     payment = event.state.txns.get(original_id)
     clawed = 0
     if type(payment) is not Payment:
-        reasons = [Reason.UNKNOWN_PAYMENT]
+        reasons = [_UNKNOWN_PAYMENT]
     else:
         payment.refunded += txn.amount_paise
         granted, amount = payment.granted, payment.amount
         if granted == 0:
-            reasons = [Reason.UNREWARDED_PAYMENT]
+            reasons = [_UNREWARDED_PAYMENT]
         else:
             due = granted * min(payment.refunded, amount) // amount
             clawed = max(due - payment.clawed, 0)
             payment.clawed += clawed
-            reasons = [Reason.REFUND_CLAWBACK if clawed else Reason.NOTHING_LEFT]
+            reasons = [_REFUND_CLAWBACK if clawed else _NOTHING_LEFT]
     event.record(txn.txn_id, Refund(day, original_id, clawed))
     if clawed:
         event.grants.append(
