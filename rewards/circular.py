@@ -65,7 +65,7 @@ class PairState:
             return []
         if self.newest is not None and t < self.newest - allowance:
             return []  # late: not windowed (docs/fraud.md)
-        lo, hi = sorted((payer, payee))
+        lo, hi = (payer, payee) if payer <= payee else (payee, payer)
         forward = payer == lo
         entry = (t, txn, forward)
         bisect.insort(self.seen, entry)

@@ -186,6 +186,8 @@ class FraudState:
         floor = self.newest - cfg.seen_ms
         if self.seen and self.seen[0][0] < floor:
             self.seen = self.seen[bisect.bisect_left(self.seen, [floor]) :]
+        if not (self.cool or self.hold):
+            return
         span_floor = self.newest - SPAN_HORIZON_MS
         for spans in (self.cool, self.hold):
             for rule, items in list(spans.items()):

@@ -74,6 +74,18 @@ _SUCCESS, _PAYMENT = TxnStatus.SUCCESS, TxnKind.PAYMENT
 _GRANTED, _NO_REWARD, _FRAUD_HOLD = Outcome.GRANTED, Outcome.NO_REWARD, Outcome.FRAUD_HOLD
 _IGNORED, _DUPLICATE, _CLAWED_BACK = Outcome.IGNORED, Outcome.DUPLICATE, Outcome.CLAWED_BACK
 _GRANT, _CLAWBACK = GrantKind.GRANT, GrantKind.CLAWBACK
+_ALREADY_PROCESSED = Reason.ALREADY_PROCESSED
+_BEYOND_HORIZON = Reason.BEYOND_HORIZON
+_DAILY_CAP = Reason.DAILY_CAP
+_MONTHLY_CAP = Reason.MONTHLY_CAP
+_NOTHING_LEFT = Reason.NOTHING_LEFT
+_NOT_SUCCESS = Reason.NOT_SUCCESS
+_NO_MATCHING_RULE = Reason.NO_MATCHING_RULE
+_REFUND_CLAWBACK = Reason.REFUND_CLAWBACK
+_RULE_MATCHED = Reason.RULE_MATCHED
+_UNKNOWN_PAYMENT = Reason.UNKNOWN_PAYMENT
+_UNREWARDED_PAYMENT = Reason.UNREWARDED_PAYMENT
+_ZERO_COINS = Reason.ZERO_COINS
 
 FRAUD_REASON = {
     FraudRule.VELOCITY: Reason.FRAUD_VELOCITY,
@@ -200,13 +212,14 @@ def _advance(state: UserState, day: int) -> None:
         return
     state.newest_day = day
     floor = day - CAP_HORIZON_DAYS
-    if any(d < floor for d in state.days):
+    if state.days and min(state.days) < floor:
         state.days = {d: c for d, c in state.days.items() if d >= floor}
-    floor_month = month_of_day(max(floor, 1))
-    if any(m < floor_month for m in state.months):
-        state.months = {m: c for m, c in state.months.items() if m >= floor_month}
+    if state.months:
+        floor_month = month_of_day(max(floor, 1))
+        if min(state.months) < floor_month:
+            state.months = {m: c for m, c in state.months.items() if m >= floor_month}
     txns = state.txns
-    if any(rec.day < floor for rec in txns.values()):
+    if txns and any(rec.day < floor for rec in txns.values()):
         state.txns = {k: rec for k, rec in txns.items() if rec.day >= floor}
 
 
@@ -216,12 +229,19 @@ def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "")
     ``source`` (``topic:partition:offset`` of the feed message) drives the
     replay marks; empty, there are none (tests, tools).
     """
-    if _replayed(user, source):
-        return REPLAY
+    if source:  # the replay marks (``_replayed``, inlined: it runs per event)
+        path, _, offset_text = source.rpartition(":")
+        if ":" not in path:
+            raise ValueError(f"not topic:partition:offset: {source!r}")
+        offset = int(offset_text)
+        marks = user.marks
+        if offset <= marks.get(path, -1):
+            return REPLAY
+        marks[path] = offset
     if txn.status is not _SUCCESS:
-        return Effects(_decision(txn, book, _IGNORED, 0, [Reason.NOT_SUCCESS]))
+        return Effects(_decision(txn, book, _IGNORED, 0, [_NOT_SUCCESS]))
     if txn.txn_id in user.txns or txn.txn_id == user.last_txn:
-        return Effects(_decision(txn, book, _DUPLICATE, 0, [Reason.ALREADY_PROCESSED]))
+        return Effects(_decision(txn, book, _DUPLICATE, 0, [_ALREADY_PROCESSED]))
 
     day, month = day_and_month(txn.event_time, book.tz)
     _advance(user, day)
@@ -246,11 +266,12 @@ def apply_flag(flag: FraudFlag, book: RuleBook, user: UserState) -> Effects:
 def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
     book, state = event.book, event.state
     fraud = state.fraud
-    fraud_on = book.fraud.enabled
+    cfg = book.fraud
+    fraud_on = cfg.enabled
     t = epoch_ms(txn.event_time)
-    late = fraud_on and fraud.is_late(t, book.fraud)
+    late = fraud_on and fraud.newest is not None and t < fraud.newest - cfg.late_ms  # is_late
     if fraud_on and not late:
-        for hit in fraud.observe(book.fraud, txn.txn_id, t, txn.payee_vpa):
+        for hit in fraud.observe(cfg, txn.txn_id, t, txn.payee_vpa):
             event.flag(hit)
     held = fraud.held_by(t) if fraud_on and fraud.hold else []
 
@@ -261,24 +282,24 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
     if held:
         reasons.extend(FRAUD_REASON[rule] for rule in held)
     elif day < state.newest_day - CAP_HORIZON_DAYS:
-        reasons.append(Reason.BEYOND_HORIZON)
+        reasons.append(_BEYOND_HORIZON)
     elif not earned:
-        reasons.append(Reason.NO_MATCHING_RULE)
+        reasons.append(_NO_MATCHING_RULE)
     elif raw_coins == 0:
-        reasons.append(Reason.ZERO_COINS)
+        reasons.append(_ZERO_COINS)
     else:
-        reasons.append(Reason.RULE_MATCHED)
+        reasons.append(_RULE_MATCHED)
         granted = raw_coins
         if book.daily_cap is not None:
             room = max(book.daily_cap - state.days.get(day, 0), 0)
             if room < granted:
                 granted = room
-                reasons.append(Reason.DAILY_CAP)
+                reasons.append(_DAILY_CAP)
         if book.monthly_cap is not None:
             room = max(book.monthly_cap - state.months.get(month, 0), 0)
             if room < granted:
                 granted = room
-                reasons.append(Reason.MONTHLY_CAP)
+                reasons.append(_MONTHLY_CAP)
 
     if granted > 0:
         state.days[day] = state.days.get(day, 0) + granted
@@ -310,17 +331,17 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
     payment = event.state.txns.get(original_id)
     clawed = 0
     if type(payment) is not Payment:
-        reasons = [Reason.UNKNOWN_PAYMENT]
+        reasons = [_UNKNOWN_PAYMENT]
     else:
         payment.refunded += txn.amount_paise
         granted, amount = payment.granted, payment.amount
         if granted == 0:
-            reasons = [Reason.UNREWARDED_PAYMENT]
+            reasons = [_UNREWARDED_PAYMENT]
         else:
             due = granted * min(payment.refunded, amount) // amount
             clawed = max(due - payment.clawed, 0)
             payment.clawed += clawed
-            reasons = [Reason.REFUND_CLAWBACK if clawed else Reason.NOTHING_LEFT]
+            reasons = [_REFUND_CLAWBACK if clawed else _NOTHING_LEFT]
     event.record(txn.txn_id, Refund(day, original_id, clawed))
     if clawed:
         event.grants.append(

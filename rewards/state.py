@@ -77,8 +77,7 @@ def user_key(vpa: str) -> bytes:
 
 def pair_key(a: str, b: str) -> str:
     """The ``pair-state`` key: the unordered pair of VPAs."""
-    lo, hi = sorted((a, b))
-    return f"{lo}{SEP}{hi}"
+    return f"{a}{SEP}{b}" if a <= b else f"{b}{SEP}{a}"
 
 
 def parse_source(source: str) -> tuple[str, int]:

@@ -26,8 +26,19 @@ _MS = timedelta(milliseconds=1)
 MAX_SPANS = 64
 
 
+_last: tuple[datetime | None, int] = (None, 0)
+
+
 def epoch_ms(moment: datetime) -> int:
-    return (moment - EPOCH) // _MS
+    # The same event's time is converted by the ledger and by the pair stage:
+    # the last answer is kept (by identity; the reference keeps it alive).
+    global _last
+    last = _last
+    if last[0] is moment:
+        return last[1]
+    ms = (moment - EPOCH) // _MS
+    _last = (moment, ms)
+    return ms
 
 
 def from_ms(ms: int) -> datetime:
