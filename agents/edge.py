@@ -130,9 +130,11 @@ class EdgeConfig:
     partitions: int
     max_records: int = 5000
     fetch_max_wait_ms: int = 100
+    #: how long a batch may wait to fill up to ``max_records`` once records arrive
+    fill_ms: int = 10
     session_timeout_ms: int = 10_000
     rebalance_timeout_ms: int = 10_000
-    linger_ms: int = 5
+    linger_ms: int = 0
     #: items per pack at most (a pack stays well under the broker's message limit)
     pack_max: int = 500  # < schemas.packed.PACK_SLOTS
     gaps: Literal["fail", "count"] = "fail"
@@ -144,6 +146,7 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.edge.batch_lock:  # the batch in flight finishes and commits first
+            await self.edge.committing()
             self.edge.continuity_reset()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -176,6 +179,7 @@ class Edge:
         self._generation = 0
         self._continuity = Continuity(on_gap, lambda: self._generation)
         self.committed: dict[TopicPartition, int] = {}
+        self._commit: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -225,14 +229,31 @@ class Edge:
         self.metrics.input_offset_gaps.labels(topic=topic).inc(last - first + 1)
         log.warning("%s[%s]: offsets %s..%s never delivered", topic, partition, first, last)
 
-    async def _run(self) -> None:
-        consumer = self._consumer
+    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        """Records as they come, then up to ``fill_ms`` more to fill the batch."""
+        consumer, cfg = self._consumer, self.config
         assert consumer is not None
+        fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = await consumer.getmany(
+            timeout_ms=cfg.fetch_max_wait_ms, max_records=cfg.max_records
+        )
+        n = sum(len(v) for v in fetched.values())
+        deadline = time.monotonic() + cfg.fill_ms / 1000
+        while fetched and n < cfg.max_records and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = await consumer.getmany(
+                timeout_ms=int(left * 1000) + 1, max_records=cfg.max_records - n
+            )
+            for tp, records in more.items():
+                fetched.setdefault(tp, []).extend(records)
+                n += len(records)
+        return fetched
+
+    async def _run(self) -> None:
         while not self._stopping:
             try:
-                fetched = await consumer.getmany(
-                    timeout_ms=self.config.fetch_max_wait_ms, max_records=self.config.max_records
-                )
+                fetched = await self._fetch()
             except KafkaError as exc:
                 log.warning("ingest edge: fetch failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
@@ -241,6 +262,7 @@ class Edge:
                 continue
             async with self.batch_lock:
                 await guard.whole_batch("ingest", self._batch(fetched))
+        await self.committing()
 
     async def _batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         records = [r for batch in fetched.values() for r in batch]
@@ -254,7 +276,16 @@ class Edge:
             time.time_ns(),
         )
         await self._send(routed)
-        await self._commit({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
+        # The commit runs while the next batch is fetched and routed; commits stay in order.
+        await self.committing()
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+        self._commit = asyncio.create_task(self._commit_offsets(offsets))
+
+    async def committing(self) -> None:
+        """Wait for the commit in flight, if any."""
+        task, self._commit = self._commit, None
+        if task is not None:
+            await task
 
     async def _send(self, routed: Routed) -> None:
         producer, cfg = self._producer, self.config
@@ -277,7 +308,7 @@ class Edge:
         # fails the batch (agents.guard), it is never committed past.
         await asyncio.gather(*futures)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
         assert consumer is not None
         try:

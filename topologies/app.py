@@ -139,6 +139,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             partitions=settings.partitions,
             max_records=settings.batch_max,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fill_ms=settings.batch_within_ms,
             session_timeout_ms=settings.session_timeout_s * 1000,
             rebalance_timeout_ms=settings.rebalance_timeout_s * 1000,
             linger_ms=settings.producer_linger_ms,

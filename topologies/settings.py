@@ -56,7 +56,9 @@ class Settings(BaseSettings):
         description="max wait to fill a batch; under load batches fill (batch_max) first",
     )
     producer_linger_ms: int = Field(
-        default=5, ge=0, description="producer batching delay; 0 sends each record at once"
+        default=0,
+        ge=0,
+        description="producer batching delay; the stages build record batches themselves, so 0",
     )
     max_poll_records: int = Field(default=5000, ge=1, description="records per consumer fetch")
     fetch_max_wait_ms: int = Field(
