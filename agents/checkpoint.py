@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from agents.partitioning import Partitioner
@@ -93,10 +94,20 @@ def faust_sender(app: Any) -> AiokafkaSender:
     return AiokafkaSender(lambda: app.producer._producer)
 
 
+#: Called with (phase, seconds) as a batch passes each phase.
+Timing = Callable[[str, float], None]
+
+
+def _no_timing(phase: str, seconds: float) -> None:
+    return None
+
+
 class Checkpoint:
-    def __init__(self, sender: Sender, store: PartitionStore) -> None:
+    def __init__(self, sender: Sender, store: PartitionStore, timing: Timing = _no_timing) -> None:
         self.sender = sender
         self.store = store
+        self.timing = timing
+        self.started = time.monotonic()
         self._outputs: dict[tuple[str, int | None], list[Record]] = {}
         self._staged: dict[int, dict[bytes, bytes | None]] = {}
         self._spread = itertools.count()
@@ -130,17 +141,30 @@ class Checkpoint:
         return out
 
     async def commit(self) -> None:
+        mark = time.monotonic()
+        self.timing("process", mark - self.started)
         sent: list[Awaitable[Any]] = []  # 1. sinks
         for (topic, partition), records in (await self._partitioned()).items():
             sent.extend(f for f, _ in await self.sender.send_records(topic, partition, records))
         await asyncio.gather(*sent)
+        mark = self._phase("outputs", mark)
         topic = self.store.changelog_topic
         pending = []
         for partition, staged in self._staged.items():  # 2. changelog
             chunks = await self.sender.send_records(topic, partition, list(staged.items()))
             pending.append((partition, staged, chunks))
+        acked = []
         for partition, staged, chunks in pending:
             metadata = await asyncio.gather(*(f for f, _ in chunks))
             last = max(int(m.offset) + n - 1 for m, (_, n) in zip(metadata, chunks, strict=True))
+            acked.append((partition, staged, last))
+        mark = self._phase("changelog", mark)
+        for partition, staged, last in acked:
             self.store.write(partition, staged, last)  # 3. local store + offset
+        self._phase("store", mark)
         # 4. the caller returns; Faust acks the inputs and commits their offsets later.
+
+    def _phase(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.timing(name, now - since)
+        return now

@@ -44,7 +44,7 @@ class CircularBatch:
         lateness_ms: int,
         metrics: Metrics,
     ) -> None:
-        self.checkpoint = Checkpoint(sender, store)
+        self.checkpoint = Checkpoint(sender, store, metrics.timing("circular"))
         self.store, self.by_payer, self.partitioner = store, by_payer, partitioner
         self.dead_letter_topic = dead_letter_topic
         self.window_ms, self.lateness_ms, self.metrics = window_ms, lateness_ms, metrics

@@ -32,7 +32,7 @@ from rewards.state import UserState, decode_user, encode_user, user_key
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
 from schemas.flag import FraudFlag
-from schemas.packed import TxnPacks
+from schemas.packed import decode_txn_pack
 from schemas.routed import RoutedTransaction
 
 
@@ -71,7 +71,7 @@ class DecideBatch:
         book: RuleBook,
         metrics: Metrics,
     ) -> None:
-        self.checkpoint = Checkpoint(sender, store)
+        self.checkpoint = Checkpoint(sender, store, metrics.timing("decide"))
         self.store, self.topics, self.book, self.metrics = store, topics, book, metrics
         self.users: dict[str, _User] = {}
         self.decided: list[tuple[Effects, int]] = []
@@ -86,7 +86,7 @@ class DecideBatch:
     async def pack(self, partition: int, offset: int, topic: str, value: bytes | None) -> None:
         where = Source(topic, partition, offset)
         try:
-            items = TxnPacks.validate_json(value or b"").items
+            items = decode_txn_pack(value)
         except Exception as exc:  # not ours to decide: park the whole pack
             self._dead_letter(dead_letters.internal_error(where, exc, value or b""))
             return

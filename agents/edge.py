@@ -180,6 +180,7 @@ class Edge:
         self._continuity = Continuity(on_gap, lambda: self._generation)
         self.committed: dict[TopicPartition, int] = {}
         self._commit: asyncio.Task[None] | None = None
+        self._timing = metrics.timing("ingest")
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -265,6 +266,7 @@ class Edge:
         await self.committing()
 
     async def _batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        started = time.monotonic()
         records = [r for batch in fetched.values() for r in batch]
         self._continuity.check_positions(
             [(r.topic, r.partition, r.offset) for r in records]
@@ -275,7 +277,10 @@ class Edge:
             self._by_pair,
             time.time_ns(),
         )
+        mark = time.monotonic()
+        self._timing("process", mark - started)
         await self._send(routed)
+        self._timing("outputs", time.monotonic() - mark)
         # The commit runs while the next batch is fetched and routed; commits stay in order.
         await self.committing()
         offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
@@ -311,8 +316,10 @@ class Edge:
     async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
         assert consumer is not None
+        started = time.monotonic()
         try:
             await consumer.commit(offsets)
+            self._timing("commit", time.monotonic() - started)
         except (CommitFailedError, IllegalStateError) as exc:
             # The group moved on (rebalance): the new owner re-reads from the
             # last commit; the replay marks make that harmless.

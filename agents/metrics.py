@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -20,6 +22,7 @@ from schemas.decision import Outcome
 from schemas.fraud_alert import FraudRule
 from schemas.grant import GrantKind
 
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -51,6 +54,15 @@ class Metrics:
             "Seconds from the worker ingesting a feed message to its decision being "
             "acknowledged by the broker.",
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "rewards_batch_seconds",
+            "Seconds per batch of a stage, by phase: process (decode, decide, encode), "
+            "outputs (until the broker acked every output), changelog (until it acked the "
+            "state records), store (the local write batch), commit (input offsets, edge).",
+            ["stage", "phase"],
+            buckets=BATCH_BUCKETS,
             registry=registry,
         )
         self.replays_skipped = Counter(
@@ -113,6 +125,18 @@ class Metrics:
             registry=registry,
         )
         self.event_time_lag.set_function(lambda: time.time() - self.newest_event_s)
+
+    def timing(self, stage: str) -> Callable[[str, float], None]:
+        """Observe one stage's batch phases (``agents.checkpoint``)."""
+        children: dict[str, Any] = {}
+
+        def observe(phase: str, seconds: float) -> None:
+            child = children.get(phase)
+            if child is None:
+                child = children[phase] = self.batch_seconds.labels(stage=stage, phase=phase)
+            child.observe(seconds)
+
+        return observe
 
     def saw_event_time(self, newest: datetime | None) -> None:
         """Once per batch with the batch's newest event time, so the cost is one max."""

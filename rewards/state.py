@@ -154,7 +154,7 @@ def comparable(state: UserState) -> UserState:
 
 def _pack(body: bytes) -> bytes:
     if len(body) >= _DEFLATE_FROM:
-        small = zlib.compress(body, 6, -15)
+        small = zlib.compress(body, 1, -15)  # level 1: 2x faster than 6, ~3% larger
         if len(small) < len(body):
             return bytes((FORMAT_VERSION, _DEFLATED)) + small
     return bytes((FORMAT_VERSION, _RAW)) + body

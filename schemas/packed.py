@@ -15,12 +15,16 @@ b'{"v":1,"items":[{"a":1},{"b":2}]}'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from schemas.common import PayeeKind, TxnKind, TxnStatus
 from schemas.flag import FraudFlag, PairPayment
 from schemas.routed import RoutedTransaction
+from schemas.transaction import Transaction
 
 PACK_VERSION = 1
 #: Items per pack at most. A flag raised by the circular stage is identified by
@@ -53,3 +57,81 @@ PairPacks = TypeAdapter(PairPack)
 def encode_pack(items: Sequence[bytes]) -> bytes:
     """Join already-encoded items (each one JSON object) into a pack."""
     return b'{"v":%d,"items":[' % PACK_VERSION + b",".join(items) + b"]}"
+
+
+class PackError(ValueError):
+    """Not a pack of this version (the whole record is parked as INTERNAL_ERROR)."""
+
+
+_new = object.__new__
+_set = object.__setattr__
+_KINDS = {k.value: k for k in TxnKind}
+_STATUSES = {s.value: s for s in TxnStatus}
+_PAYEE_KINDS = {k.value: k for k in PayeeKind}
+
+
+def _built(cls: type[BaseModel], values: dict[str, Any]) -> Any:
+    model = _new(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
+def _trusted_txn(doc: dict[str, Any]) -> Transaction:
+    """A ``Transaction`` the edge validated and rendered (``model_dump_json``): rebuilt
+    without validating again. The same fields and values validation gives for
+    that rendering (tests/unit/test_packed.py compares the two on a feed)."""
+    txn: Transaction = _built(
+        Transaction,
+        {
+            "txn_id": doc["txn_id"],
+            "kind": _KINDS[doc["kind"]],
+            "status": _STATUSES[doc["status"]],
+            "payer_vpa": doc["payer_vpa"],
+            "payee_vpa": doc["payee_vpa"],
+            "payee_kind": _PAYEE_KINDS[doc["payee_kind"]],
+            "mcc": doc["mcc"],
+            "amount_paise": doc["amount_paise"],
+            "currency": doc["currency"],
+            "event_time": datetime.fromisoformat(doc["event_time"]),
+            "original_txn_id": doc["original_txn_id"],
+        },
+    )
+    return txn
+
+
+def decode_txn_pack(raw: bytes | None) -> list[RoutedTransaction | FraudFlag]:
+    """Read a ``txns-by-payer`` pack written by our own edge and circular stage.
+
+    Transactions were validated at the edge and are rebuilt as they are (the
+    stages' hot path validates each event once); flags are validated (rare).
+    Raises ``PackError`` (or a ``KeyError``/``ValueError``) on anything else.
+    """
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise PackError(f"not a pack: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") != PACK_VERSION:
+        raise PackError("not a version 1 pack")
+    out: list[RoutedTransaction | FraudFlag] = []
+    for item in doc["items"]:
+        kind = item.get("type")
+        if kind == "txn":
+            out.append(
+                _built(
+                    RoutedTransaction,
+                    {
+                        "type": "txn",
+                        "txn": _trusted_txn(item["txn"]),
+                        "source": item["source"],
+                        "ingested_ns": item["ingested_ns"],
+                    },
+                )
+            )
+        elif kind == "flag":
+            out.append(FraudFlag.model_validate(item))
+        else:
+            raise PackError(f"unknown item type {kind!r}")
+    return out
