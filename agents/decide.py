@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -175,17 +176,32 @@ def attach_decide(
 
 
 def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:
+    """Count a batch's outcomes once per label (a labelled inc per event was ~3% of a worker)."""
     now_ns = time.time_ns()
+    outcomes: Counter[str] = Counter()
+    coins: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    late = 0
+    newest = None
+    observe = metrics.latency.observe
     for effects, ingested_ns in decided:
         for alert in effects.alerts:
-            metrics.fraud_alerts.labels(rule=alert.rule.value).inc()
+            rules[alert.rule.value] += 1
         for grant in effects.grants:
-            metrics.coins.labels(kind=grant.kind.value).inc(grant.coins)
-        if effects.late:
-            metrics.late_events.inc()
-        if effects.decision is not None:
-            metrics.events.labels(outcome=effects.decision.outcome.value).inc()
-            metrics.latency.observe(max(now_ns - ingested_ns, 0) / 1e9)
-    metrics.saw_event_time(
-        max((e.decision.event_time for e, _ in decided if e.decision is not None), default=None)
-    )
+            coins[grant.kind.value] += grant.coins
+        late += effects.late
+        decision = effects.decision
+        if decision is not None:
+            outcomes[decision.outcome.value] += 1
+            observe(max(now_ns - ingested_ns, 0) / 1e9)
+            if newest is None or decision.event_time > newest:
+                newest = decision.event_time
+    for outcome, n in outcomes.items():
+        metrics.events.labels(outcome=outcome).inc(n)
+    for kind, n in coins.items():
+        metrics.coins.labels(kind=kind).inc(n)
+    for rule, n in rules.items():
+        metrics.fraud_alerts.labels(rule=rule).inc(n)
+    if late:
+        metrics.late_events.inc(late)
+    metrics.saw_event_time(newest)

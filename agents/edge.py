@@ -36,7 +36,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from agents import dead_letters, guard
 from agents.continuity import Continuity, OnGap, fail_on_gap
 from agents.metrics import Metrics
-from agents.partitioning import Partitioner
+from agents.partitioning import PairPartitioner, Partitioner
 from rewards.circular import pair_key
 from rewards.validate import Source, decode
 from rewards.windows import epoch_ms
@@ -92,7 +92,7 @@ class Routed:
 def route(
     messages: Sequence[tuple[str, int, int, bytes | None]],
     by_payer: Partitioner,
-    by_pair: Partitioner | None,
+    by_pair: PairPartitioner | None,
     now_ns: int,
 ) -> Routed:
     """Validate and pack (topic, partition, offset, value) messages, in order; pure."""
@@ -174,7 +174,7 @@ class Edge:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._by_payer = Partitioner(config.partitions)
-        self._by_pair = Partitioner(config.partitions) if config.by_pair else None
+        self._by_pair = PairPartitioner(config.partitions) if config.by_pair else None
         on_gap: OnGap = fail_on_gap if config.gaps == "fail" else self._count_gap
         self._generation = 0
         self._continuity = Continuity(on_gap, lambda: self._generation)

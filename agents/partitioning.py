@@ -3,6 +3,8 @@ keyed send would (the decide stage's state is co-partitioned with ``txns-by-paye
 
 from __future__ import annotations
 
+import zlib
+
 from aiokafka.partitioner import murmur2
 
 
@@ -26,3 +28,14 @@ class Partitioner:
                 self._cache.clear()
             found = self._cache[key] = partition_for(key, self.partitions)
         return found
+
+
+class PairPartitioner:
+    """``payments-by-pair`` is read by nobody else: any stable hash will do, and pair
+    keys rarely repeat, so a C hash (CRC-32) rather than a cached murmur2."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+
+    def __call__(self, key: bytes) -> int:
+        return zlib.crc32(key) % self.partitions

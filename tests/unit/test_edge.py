@@ -7,7 +7,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
 from agents.edge import route
-from agents.partitioning import Partitioner, partition_for
+from agents.partitioning import PairPartitioner, Partitioner, partition_for
 from rewards.circular import pair_key
 from schemas.packed import PairPacks, TxnPacks, encode_pack
 
@@ -47,7 +47,7 @@ def test_route_packs_each_users_events_in_order_and_parks_bad_input():
         (FEED, 0, 12, txn("T3", "asha.k@okaxis", payee="ravi@ybl")),
         (FEED, 1, 6, None),
     ]
-    by_payer, by_pair = Partitioner(4), Partitioner(4)
+    by_payer, by_pair = Partitioner(4), PairPartitioner(4)
     out = route(messages, by_payer, by_pair, now_ns=7)
     assert out.valid == 3
     assert [(d.reason.value, d.partition, d.offset) for d in out.letters] == [
