@@ -29,7 +29,7 @@ from rewards.state import decode_pair, encode_pair
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
 from schemas.flag import PairPayment
-from schemas.packed import PACK_SLOTS, PairPacks, encode_pack
+from schemas.packed import PACK_SLOTS, decode_pair_pack, encode_pack
 
 
 class CircularBatch:
@@ -55,7 +55,7 @@ class CircularBatch:
 
     async def pack(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         try:
-            items = PairPacks.validate_json(value or b"").items
+            items = decode_pair_pack(value)
         except Exception as exc:
             letter = dead_letters.internal_error(
                 Source(topic, partition, offset), exc, value or b""

@@ -135,3 +135,18 @@ def decode_txn_pack(raw: bytes | None) -> list[RoutedTransaction | FraudFlag]:
         else:
             raise PackError(f"unknown item type {kind!r}")
     return out
+
+
+def decode_pair_pack(raw: bytes | None) -> list[PairPayment]:
+    """Read a ``payments-by-pair`` pack written by our own edge (rebuilt as it is)."""
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise PackError(f"not a pack: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") != PACK_VERSION:
+        raise PackError("not a version 1 pack")
+    fields = _PAIR_FIELDS
+    return [_built(PairPayment, {f: item[f] for f in fields}) for item in doc["items"]]
+
+
+_PAIR_FIELDS = tuple(PairPayment.model_fields)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 
 from agents.edge import route
-from agents.partitioning import Partitioner
+from agents.partitioning import PairPartitioner, Partitioner
 from rewards.feedgen import generate
 from schemas.flag import FraudFlag, Violation
 from schemas.fraud_alert import FraudRule
-from schemas.packed import PackError, TxnPacks, decode_txn_pack, encode_pack
+from schemas.packed import (
+    PackError,
+    PairPacks,
+    TxnPacks,
+    decode_pair_pack,
+    decode_txn_pack,
+    encode_pack,
+)
 
 
 def test_trusted_decode_equals_validation_over_a_feed():
@@ -30,6 +37,24 @@ def test_trusted_decode_equals_validation_over_a_feed():
             assert a.model_dump_json() == b.model_dump_json()
             assert a.txn.event_time == b.txn.event_time  # type: ignore[union-attr]
             assert a.txn.event_time.utcoffset() == b.txn.event_time.utcoffset()  # type: ignore[union-attr]
+
+
+def test_trusted_pair_decode_equals_validation():
+    feed = list(generate(2000, seed=12))
+    routed = route(
+        [("upi.transactions", 0, i, m.value) for i, m in enumerate(feed)],
+        Partitioner(4),
+        PairPartitioner(4),
+        5,
+    )
+    assert routed.pair_packs
+    for items in routed.pair_packs.values():
+        raw = encode_pack(items)
+        fast, slow = decode_pair_pack(raw), PairPacks.validate_json(raw).items
+        assert fast == slow
+        assert [p.model_dump_json() for p in fast] == [p.model_dump_json() for p in slow]
+    with pytest.raises(PackError):
+        decode_pair_pack(b'{"v":3,"items":[]}')
 
 
 def test_flags_are_validated_and_kept_in_order():
