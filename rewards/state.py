@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 _RAW, _DEFLATED = 0, 1
 #: Bodies at least this long are deflated (if that makes them smaller).
-_DEFLATE_FROM = 160
+_DEFLATE_FROM = 1024
 SEP = "\x1f"
 
 

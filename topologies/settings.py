@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         default=5000, ge=1, description="feed records the ingest edge takes per batch"
     )
     pack_batch_max: int = Field(
-        default=16, ge=1, description="packs (of up to 500 events) a stateful stage takes per batch"
+        default=32, ge=1, description="packs (of up to 500 events) a stateful stage takes per batch"
     )
     table_standby_replicas: int = Field(
         default=0, ge=0, description="standby copies of each table partition on other workers"
