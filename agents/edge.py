@@ -147,6 +147,8 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.edge.batch_lock:  # the batch in flight finishes and commits first
             await self.edge.committing()
+            await self.edge.commit_now()  # a last try; if it fails the new owner re-reads
+            self.edge.forget(revoked)
             self.edge.continuity_reset()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -180,6 +182,8 @@ class Edge:
         self._continuity = Continuity(on_gap, lambda: self._generation)
         self.committed: dict[TopicPartition, int] = {}
         self._commit: asyncio.Task[None] | None = None
+        #: offsets whose forwards are acknowledged but not yet committed
+        self._to_commit: dict[TopicPartition, int] = {}
         self._timing = metrics.timing("ingest")
 
     # ------------------------------------------------------------------ lifecycle
@@ -260,10 +264,14 @@ class Edge:
                 await asyncio.sleep(0.5)
                 continue
             if not fetched:
+                if self._to_commit and (self._commit is None or self._commit.done()):
+                    await self.committing()  # a commit failed: try again
+                    self._commit = asyncio.create_task(self.commit_now())
                 continue
             async with self.batch_lock:
                 await guard.whole_batch("ingest", self._batch(fetched))
         await self.committing()
+        await self.commit_now()
 
     async def _batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         started = time.monotonic()
@@ -283,8 +291,8 @@ class Edge:
         self._timing("outputs", time.monotonic() - mark)
         # The commit runs while the next batch is fetched and routed; commits stay in order.
         await self.committing()
-        offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
-        self._commit = asyncio.create_task(self._commit_offsets(offsets))
+        self._to_commit.update({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
+        self._commit = asyncio.create_task(self.commit_now())
 
     async def committing(self) -> None:
         """Wait for the commit in flight, if any."""
@@ -313,21 +321,32 @@ class Edge:
         # fails the batch (agents.guard), it is never committed past.
         await asyncio.gather(*futures)
 
-    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+    def forget(self, revoked: Any) -> None:
+        """Partitions gone to another worker: their uncommitted offsets are its to re-read."""
+        for tp in revoked:
+            self._to_commit.pop(tp, None)
+
+    async def commit_now(self) -> None:
+        """Commit what is acknowledged; on failure keep it for the next try.
+
+        A refused commit is never a loss: the feed is re-read from the last
+        commit and the replay marks skip what was already decided.
+        """
         consumer = self._consumer
-        assert consumer is not None
+        offsets = dict(self._to_commit)
+        if consumer is None or not offsets:
+            return
         started = time.monotonic()
         try:
             await consumer.commit(offsets)
-            self._timing("commit", time.monotonic() - started)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved on (rebalance): the new owner re-reads from the
-            # last commit; the replay marks make that harmless.
-            log.warning(
-                "ingest edge: commit refused (%s); the batch will be re-read", type(exc).__name__
-            )
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning("ingest edge: commit failed (%s); will try again", type(exc).__name__)
             return
+        self._timing("commit", time.monotonic() - started)
         self.committed.update(offsets)
+        for tp, offset in offsets.items():
+            if self._to_commit.get(tp) == offset:
+                del self._to_commit[tp]
 
     # ------------------------------------------------------------------ metrics
     def lag(self) -> dict[tuple[str, int], int]:

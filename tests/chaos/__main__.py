@@ -23,7 +23,9 @@ from tests.chaos.harness import Report
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     p.add_argument(
-        "names", nargs="*", help="storm storm-fresh rebalance stall graceful hostile (default all)"
+        "names",
+        nargs="*",
+        help="storm storm-fresh storm-packs rebalance stall graceful hostile (default all)",
     )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--kills", type=int, default=10)
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "storm": lambda: scenarios.crash_storm(args.events, args.kills),
         "storm-fresh": lambda: scenarios.crash_storm(args.events, args.kills, 17, fresh_every=2),
         "rebalance": lambda: scenarios.rebalance(args.events),
+        "storm-packs": lambda: scenarios.crash_storm_packs(max(args.events, 20_000), args.kills),
         "stall": lambda: scenarios.broker_stall(args.events, args.stall),
         "graceful": lambda: scenarios.graceful_stop(args.events),
         "hostile": lambda: scenarios.hostile_stream(args.hostile, max(args.hostile // 2, 200)),

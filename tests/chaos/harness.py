@@ -528,13 +528,9 @@ def compare_state(
     (circular farmers: their flags arrive at another point than in the replay,
     which changes holds, not coins) are left out. Returns the users compared.
     """
-    want = {
-        vpa: comparable(state) for vpa, state in sim.state.items() if vpa not in skip_users
-    }
+    want = {vpa: comparable(state) for vpa, state in sim.state.items() if vpa not in skip_users}
     got = {
-        vpa: comparable(decode_user(raw))
-        for vpa, raw in changelog.items()
-        if vpa not in skip_users
+        vpa: comparable(decode_user(raw)) for vpa, raw in changelog.items() if vpa not in skip_users
     }
     missing = [k for k in want if k not in got]
     extra = [k for k in got if k not in want]

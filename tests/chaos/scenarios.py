@@ -43,18 +43,24 @@ def _wallet(tmp: Path, bootstrap: str) -> WalletProcess:
     return WalletProcess(bootstrap, tmp / "wallet.db", tmp / "wallet.log")
 
 
-def crash_storm(events: int, kills: int, seed: int = 7, fresh_every: int = 0) -> Report:
+def crash_storm(
+    events: int, kills: int, seed: int = 7, fresh_every: int = 0, rate: float | None = None
+) -> Report:
     """kill -9 the worker at random moments mid-stream, ``kills`` times, restarting it
     each time on the same data dir (rocksdict + changelog); the wallet is kill -9'd once.
 
-    With ``fresh_every`` = n > 0, every n-th restart gets an empty data dir instead
-    (a replacement machine: state from the changelog alone)."""
+    The feed arrives at ``rate`` (default: spread over ~20 s) so that the kills
+    land while events are flowing: a worker deciding a preloaded 3,000-event
+    feed finishes it in one or two batches. With ``fresh_every`` = n > 0, every
+    n-th restart gets an empty data dir instead (a replacement machine: state
+    from the changelog alone)."""
     report = Report("crash storm (kill -9)")
     rng = random.Random(seed)
     with cluster("storm") as c:
         state = c.tmp / "state"
         wallet = _wallet(c.tmp, c.bootstrap)
-        feeder = Feeder(c.bootstrap, events, seed, fraud_share=0.01)
+        pace = max(events / 20, 100.0) if rate is None else rate
+        feeder = Feeder(c.bootstrap, events, seed, rate=pace, fraud_share=0.01)
         worker = c.start_worker(data_dir=state)
         wallet.start()
         tally = Tally(c.bootstrap, [topics.DECISIONS])
@@ -127,6 +133,49 @@ def rebalance(events: int, seed: int = 8) -> Report:
         for i, w in enumerate(workers):
             assert w.proc.poll() is None, f"worker {i + 1} died"
         assert per_worker[1] > 0, "the re-added worker took no partitions"
+    return report.finish()
+
+
+def crash_storm_packs(events: int, kills: int, seed: int = 27) -> Report:
+    """kill -9 inside pack-sized batches: the feed is preloaded, so every batch holds
+    thousands of events, and each kill lands a random 0–0.6 s after the restarted
+    worker's first new decision, i.e. while a batch's outputs, changelog records
+    and store write are in flight."""
+    report = Report("crash storm, pack-sized batches (kill -9)")
+    rng = random.Random(seed)
+    with cluster("storm-packs") as c:
+        state = c.tmp / "state"
+        wallet = _wallet(c.tmp, c.bootstrap)
+        feeder = Feeder(c.bootstrap, events, seed, fraud_share=0.01)
+        stats = feeder.join()
+        worker = c.start_worker(data_dir=state)
+        wallet.start()
+        tally = Tally(c.bootstrap, [topics.DECISIONS])
+        killed_at: list[int] = []
+        try:
+            for k in range(kills):
+                seen = tally.counts[topics.DECISIONS]
+                if seen >= events * 0.95:
+                    break  # everything decided already: no batch left to kill inside
+                tally.wait(
+                    topics.DECISIONS, seen + 1, _drain_timeout(events), f"before kill {k + 1}"
+                )
+                time.sleep(rng.uniform(0.0, 0.6))
+                worker.stop(signal.SIGKILL)
+                killed_at.append(tally.counts[topics.DECISIONS])
+                report.log(f"kill -9 #{k + 1} at {killed_at[-1]:,} decisions")
+                worker = c.start_worker(data_dir=state)
+        finally:
+            tally.close()
+        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
+        report.add(
+            events=stats.sent,
+            worker_kills=len(killed_at),
+            killed_at_decisions=", ".join(f"{n:,}" for n in killed_at),
+            replays_skipped_last_worker=int(metric(worker, "rewards_replays_skipped_total")),
+        )
+        assert killed_at, "no kill landed before the feed was decided"
+        assert worker.proc.poll() is None, "the last worker died"
     return report.finish()
 
 

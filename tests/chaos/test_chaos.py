@@ -34,6 +34,10 @@ def test_crash_storm_with_replacement_machines_recovering_from_the_changelog():
     print("\n" + scenarios.crash_storm(EVENTS, KILLS, seed=17, fresh_every=2).text())
 
 
+def test_crash_storm_inside_pack_sized_batches():
+    print("\n" + scenarios.crash_storm_packs(max(EVENTS * 5, 15_000), KILLS).text())
+
+
 def test_rebalance_kill_one_of_three_workers_and_add_it_back():
     print("\n" + scenarios.rebalance(EVENTS).text())
 
