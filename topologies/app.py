@@ -169,5 +169,12 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             body = generate_latest(metrics.registry)
             return view.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    health.install(app, metrics, book.version, settings.bootstrap_list(), edge.lag)
+    health.install(
+        app,
+        metrics,
+        book.version,
+        settings.bootstrap_list(),
+        edge.lag,
+        stall_restart_s=settings.stall_restart_s,
+    )
     return app

@@ -40,6 +40,7 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agents import guard
 from agents.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -252,18 +253,44 @@ def _table_size(table: Any) -> tuple[int, int]:
     return keys, size
 
 
+def _watch_streams(app: faust.App, ends: EndOffsets, watch: guard.StallWatch) -> None:
+    if not readiness(app).ready:
+        watch.reset()
+        return
+    consumer: Any = getattr(app, "_consumer", None)
+    committed_by_tp = getattr(consumer, "_committed_offset", {})
+    positions: dict[tuple[str, int], tuple[int, int]] = {}
+    for tp in stream_partitions(app):
+        fetched = _safe(lambda tp=tp: consumer.highwater(tp))
+        listed = ends.latest.get((tp.topic, tp.partition))
+        known = [v for v in (fetched, listed) if isinstance(v, int) and v >= 0]
+        if not known:
+            continue
+        committed = committed_by_tp.get(tp)
+        positions[(tp.topic, tp.partition)] = (committed or 0, max(known))
+    stalled = watch.check(positions)
+    if stalled is not None:
+        guard.fail_stop("streams", stalled)
+
+
 def install(
     app: faust.App,
     metrics: Metrics,
     rules_version: str,
     bootstrap: list[str] | None = None,
     edge_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
+    stall_restart_s: float = 0.0,
 ) -> None:
-    """Add /healthz, /readyz, the scrape-time collector and the info gauges."""
+    """Add /healthz, /readyz, the scrape-time collector and the info gauges.
+
+    ``stall_restart_s`` > 0: fail-stop (re-execute) when an assigned stream
+    partition is behind and has not moved for that long (``agents.guard.StallWatch``).
+    """
     metrics.set_info(rules_version, build_labels())
     ends = EndOffsets(bootstrap) if bootstrap else None
     metrics.registry.register(WorkerCollector(app, ends, edge_lag))
 
+    watch = guard.StallWatch(stall_restart_s) if stall_restart_s > 0 else None
     if ends is not None:
 
         @app.timer(interval=END_OFFSETS_EVERY_S, name="rewards-end-offsets")  # type: ignore[untyped-decorator]
@@ -273,6 +300,9 @@ def install(
                 await asyncio.get_running_loop().run_in_executor(None, ends.refresh, tps)
             except Exception as exc:  # a metric must never take the worker down
                 log.warning("end offsets refresh failed: %s", type(exc).__name__)
+                return
+            if watch is not None:
+                _watch_streams(app, ends, watch)
 
     @app.page(HEALTHZ)
     async def healthz(view: View, request: Request) -> Response:

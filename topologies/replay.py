@@ -20,22 +20,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from topologies import topics
+from topologies.admin import GroupAdmin
 from topologies.settings import Settings
-
-
-class _Admin(KafkaAdminClient):  # type: ignore[misc]
-    """Tansu 0.6 answers DescribeGroups with authorized-operation bits that
-    kafka-python cannot name (it raises on 15); we never ask for them, so drop them."""
-
-    def _process_acl_operations(self, obj: dict[str, Any]) -> dict[str, Any]:
-        obj.pop("authorized_operations", None)
-        return obj
 
 
 class GroupNotEmpty(RuntimeError):
@@ -61,7 +52,7 @@ def reset_offsets(
     departed member in a Stable group and refuses the commit with
     UNKNOWN_MEMBER_ID; real Kafka expires it after the session timeout).
     """
-    admin = _Admin(bootstrap_servers=bootstrap)
+    admin = GroupAdmin(bootstrap_servers=bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
         info = admin.describe_groups([group]).get(group) or {}

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         description="a jump in the feed's offsets: fail-stop and re-read (no record lost), "
         "or count it only (for a transactional or compacted feed, where jumps are normal)",
     )
+    stall_restart_s: float = Field(
+        default=45.0,
+        ge=0,
+        description="re-execute the worker when an assigned stream partition is behind and has "
+        "not moved for this long (a Faust consumer that stopped fetching it); 0 = off",
+    )
     log_level: str = "info"
 
     def bootstrap_list(self) -> list[str]:

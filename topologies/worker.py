@@ -15,7 +15,7 @@ import faust
 from agents import guard
 from rewards.rulebook import load_rules
 from topologies import topics
-from topologies.admin import ensure_topics, wait_for_broker
+from topologies.admin import ensure_topics, seed_group_offsets, wait_for_broker
 from topologies.app import build_app
 from topologies.settings import Settings
 
@@ -69,6 +69,14 @@ def run_worker(settings: Settings) -> int:
         wanted = {topics.TRANSACTIONS: settings.input_partitions}
         wanted.update({name: settings.partitions for name in topics.OUTPUTS})
         ensure_topics(servers, wanted, settings.replication_factor)
+    servers = settings.bootstrap_list()
+    internal = topics.Internal(settings.app_id)
+    streams = [internal.by_payer, internal.by_pair]
+    # The agents' input topics, made here so that their partitions can be given a
+    # committed offset before Faust first reads them (topologies.admin.seed_group_offsets).
+    wait_for_broker(servers)
+    ensure_topics(servers, dict.fromkeys(streams, settings.partitions), settings.replication_factor)
+    seed_group_offsets(servers, settings.app_id, streams)
     prepare_state_dir(settings.data_dir)
     print(
         f"upi-rewards worker: rules {book.version!r} ({len(book.spec.rules)} rules, "

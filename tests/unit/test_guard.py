@@ -176,3 +176,26 @@ def test_a_fail_stop_during_a_stop_exits_without_re_executing() -> None:
     proc = run_child(code, restarts=3)
     assert proc.stdout.decode().count("START") == 1
     assert proc.returncode == 70
+
+
+def test_stall_watch_fires_only_for_a_partition_behind_and_not_moving():
+    from agents.guard import StallWatch, StreamStalled
+
+    now = [0.0]
+    watch = StallWatch(45.0, clock=lambda: now[0])
+    tp, other = ("t", 1), ("t", 2)
+    assert watch.check({tp: (10, 12), other: (5, 5)}) is None  # behind: the clock starts
+    now[0] = 40.0
+    assert watch.check({tp: (10, 12), other: (5, 9)}) is None
+    now[0] = 46.0
+    stalled = watch.check({tp: (10, 12), other: (6, 9)})  # other moved; tp did not
+    assert isinstance(stalled, StreamStalled) and "t[1]: 2 records behind" in str(stalled)
+    now[0] = 47.0
+    assert watch.check({tp: (11, 12), other: (7, 9)}) is None  # progress resets the clock
+    now[0] = 100.0
+    assert watch.check({tp: (12, 12), other: (9, 9)}) is None  # caught up
+    now[0] = 200.0
+    assert watch.check({tp: (12, 14)}) is None  # behind again: a fresh start
+    watch.reset()
+    now[0] = 300.0
+    assert watch.check({tp: (12, 14)}) is None  # reset (not ready) restarts the clock
