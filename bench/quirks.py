@@ -67,24 +67,34 @@ def end_offsets(bootstrap: str) -> str:
 
 
 def fetch_wait(bootstrap: str) -> str:
-    tp = TopicPartition("q.wait", 0)
-    c = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, fetch_max_wait_ms=1500)
-    c.assign([tp])
-    c.seek_to_end(tp)
-    c.poll(100)
-    prod = KafkaProducer(bootstrap_servers=[bootstrap], linger_ms=0)
-    delays = []
-    for _ in range(5):
-        c.poll(700)  # a fetch is parked at the broker now
-        sent = time.monotonic()
-        prod.send("q.wait", value=b"x", partition=0)
-        prod.flush()
-        while not c.poll(50):
-            if time.monotonic() - sent > 10:
-                raise TimeoutError("record not received in 10 s")
-        delays.append(time.monotonic() - sent)
-    prod.close()
-    c.close()
+    """aiokafka (Faust's client) with Faust's fixed fetch_max_wait_ms=1500, one idle partition."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import TopicPartition as ATP
+
+    async def run() -> list[float]:
+        tp = ATP("q.wait", 0)
+        cons = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=1500)
+        prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        await cons.start()
+        await prod.start()
+        delays = []
+        try:
+            cons.assign([tp])
+            await cons.seek_to_end(tp)
+            await cons.getmany(tp, timeout_ms=500)
+            for pause in (0.3, 0.7, 1.1, 0.5, 0.9):
+                await asyncio.sleep(pause)  # fetches are parked at the broker meanwhile
+                got = asyncio.ensure_future(cons.getone(tp))
+                sent = time.monotonic()
+                await prod.send_and_wait("q.wait", b"x", partition=0)
+                await asyncio.wait_for(got, 10)
+                delays.append(time.monotonic() - sent)
+        finally:
+            await prod.stop()
+            await cons.stop()
+        return delays
+
+    delays = asyncio.run(run())
     return "send → received: " + ", ".join(f"{d * 1000:.0f} ms" for d in delays)
 
 
@@ -106,19 +116,24 @@ def first_join(bootstrap: str) -> str:
     return f"subscribe → assignment {took:.1f} s (session/rebalance timeout 10 s)"
 
 
+def _members(admin: KafkaAdminClient, group: str) -> list[Any]:
+    info = admin.describe_groups([group]).get(group) or {}
+    return list(info.get("members") or [])
+
+
 def killed_member(bootstrap: str) -> str:
     proc = subprocess.Popen([sys.executable, "-c", MEMBER, bootstrap], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == b"joined"
     try:
         admin = _Admin(bootstrap_servers=[bootstrap], request_timeout_ms=5000)
-        before = len(admin.describe_groups(["q-killed"])[0].members)
+        before = len(_members(admin, "q-killed"))
     finally:
         proc.kill()
         proc.wait()
     t = time.monotonic()
     while time.monotonic() - t < 40:
-        members = admin.describe_groups(["q-killed"])[0].members
+        members = _members(admin, "q-killed")
         if not members:
             admin.close()
             return f"{before} member; gone {time.monotonic() - t:.1f} s after SIGKILL"
