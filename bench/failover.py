@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import signal
 import tempfile
 import time
@@ -110,8 +111,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     for i in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
-            print(f"{args.engine} run {i + 1}: {one_run(args.engine, Path(tmp))}", flush=True)
+        tmp = Path(tempfile.mkdtemp(prefix="failover-"))
+        print(f"{args.engine} run {i + 1}: {one_run(args.engine, tmp)}", flush=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # kept (logs) when the run fails
     return 0
 
 
