@@ -7,6 +7,12 @@ until the survivor holds every partition of the input topic, then until it
 is ready again (no rebalance, tables recovered) and until a record produced
 after the kill has been decided. The workers' session timeout is the
 default ``REWARDS_SESSION_TIMEOUT_S`` (10 s) unless set.
+
+Found with it on Apache Kafka 4.1.1 (2026-12-01): when the killed worker had
+never committed on a partition (records arrive only after the kill), the
+survivor sometimes holds the partition, reports ready, and never reads it:
+committed None, end 52, nothing consumed for 90 s (2 runs in 5). The run then
+fails and prints the group's positions; its logs stay in the temp dir.
 """
 
 from __future__ import annotations
@@ -40,6 +46,28 @@ def _metrics(worker) -> str:  # type: ignore[no-untyped-def]
         return str(worker.metrics())
     except OSError:
         return ""
+
+
+def _positions(bootstrap: str) -> str:
+    """The group's committed offset against the end offset, per stream partition."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+    committed = admin.list_group_offsets({"upi-rewards": None})["upi-rewards"]
+    admin.close()
+    cons = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None)
+    tps = [
+        TopicPartition(t, p)
+        for t in (topics.TRANSACTIONS, "upi-rewards.txns-by-payer", "upi-rewards.payments-by-pair")
+        for p in range(PARTITIONS)
+    ]
+    ends = cons.end_offsets(tps)
+    cons.close()
+    return "\n".join(
+        f"{tp.topic}[{tp.partition}] committed "
+        f"{committed[tp].offset if tp in committed else None} end {ends[tp]}"
+        for tp in tps
+    )
 
 
 def one_run(engine: str, tmp: Path) -> dict[str, float]:
@@ -78,7 +106,9 @@ def one_run(engine: str, tmp: Path) -> dict[str, float]:
                     now = time.monotonic() - killed
                     text = _metrics(b)
                     have = tail.count(topics.DECISIONS) + tail.count(topics.DEAD_LETTERS)
-                    assert now < 120, (
+                    if now >= 90:
+                        print(_positions(broker.bootstrap), flush=True)
+                    assert now < 90, (
                         f"no failover after {now:.0f}s: moved {moved} ready {ready} "
                         f"outputs {have}/{sent}\n"
                         + "\n".join(x for x in text.splitlines() if "assigned" in x or "ready" in x)
