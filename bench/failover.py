@@ -70,7 +70,7 @@ def _positions(bootstrap: str) -> str:
     )
 
 
-def one_run(engine: str, tmp: Path) -> dict[str, float]:
+def one_run(engine: str, tmp: Path, sig: int = signal.SIGKILL) -> dict[str, float]:
     with make_broker(engine, port=free_port(), log=tmp / "broker.log") as broker:
         ensure_topics(
             [broker.bootstrap],
@@ -88,7 +88,7 @@ def one_run(engine: str, tmp: Path) -> dict[str, float]:
                 assert time.monotonic() < deadline, f"no split assignment: {na}, {nb}"
                 time.sleep(0.2)
             killed = time.monotonic()
-            a.proc.send_signal(signal.SIGKILL)
+            a.proc.send_signal(sig)
             a.proc.wait()
             # One record per partition, produced right after the kill.
             prod = producer([broker.bootstrap])
@@ -139,10 +139,14 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__.split("\n")[0])
     p.add_argument("--engine", choices=ENGINES, default=engine_from_env())
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument(
+        "--signal", choices=["KILL", "TERM"], default="KILL", help="TERM: a graceful leave"
+    )
     args = p.parse_args()
     for i in range(args.runs):
         tmp = Path(tempfile.mkdtemp(prefix="failover-"))
-        print(f"{args.engine} run {i + 1}: {one_run(args.engine, tmp)}", flush=True)
+        result = one_run(args.engine, tmp, getattr(signal, "SIG" + args.signal))
+        print(f"{args.engine} run {i + 1}: {result}", flush=True)
         shutil.rmtree(tmp, ignore_errors=True)  # kept (logs) when the run fails
     return 0
 
