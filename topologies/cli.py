@@ -27,13 +27,30 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
-def cmd_broker(args: argparse.Namespace) -> int:
-    from topologies.broker import EmbeddedBroker
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    broker = EmbeddedBroker(port=args.port, host=args.host)
-    broker.start()
-    print(f"broker ready on {broker.bootstrap} (in-memory; Ctrl-C stops it)", flush=True)
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    import signal
+
+    from topologies.broker import ROOT, make_broker
+
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the broker goes down with us
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    log = args.log
+    if log is None and args.engine == "kafka":
+        log = ROOT / "var" / "kafka" / "logs" / f"broker-{args.port}.log"
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    broker = make_broker(args.engine, port=args.port, host=args.host, log=log)
     try:
+        broker.start()
+        where = f"; log {log}" if log else ""
+        print(
+            f"broker ready on {broker.bootstrap}: {broker.description} (Ctrl-C stops it{where})",
+            flush=True,
+        )
         assert broker.proc is not None
         return broker.proc.wait()
     except KeyboardInterrupt:
@@ -132,9 +149,16 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker in the foreground")
+    p = sub.add_parser("broker", help="run a Kafka-protocol broker on loopback, in the foreground")
+    p.add_argument(
+        "--engine",
+        choices=["tansu", "kafka"],
+        default="tansu",
+        help="tansu: embedded, in memory, starts at once (default); kafka: Apache Kafka, KRaft",
+    )
     p.add_argument("--port", type=int, default=9092)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--log", type=Path, help="broker log file (kafka: var/kafka/logs/)")
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("worker", help="run a rewards worker (ingest + decide agents)")
@@ -196,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    p.add_argument(
+        "--engine", choices=["tansu", "kafka"], default="tansu", help="broker engine (tansu)"
+    )
     p.add_argument("--web-port", type=int, default=6066)
     p.add_argument("--rules", type=Path, default=DEFAULT_RULES)
     p.add_argument(

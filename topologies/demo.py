@@ -25,7 +25,7 @@ from kafka import KafkaConsumer
 
 from topologies import topics
 from topologies.admin import assign_from_start, ensure_topics
-from topologies.broker import EmbeddedBroker, free_port, port_in_use
+from topologies.broker import free_port, make_broker, port_in_use
 from topologies.feed import FeedStats, produce_feed
 from topologies.processes import stop_process
 
@@ -160,14 +160,14 @@ def run_demo(args: argparse.Namespace) -> int:
     if port_in_use("127.0.0.1", args.web_port):
         print(f"error: web port {args.web_port} is in use; pass --web-port", file=sys.stderr)
         return 2
-    broker = EmbeddedBroker(port=port, log=workdir / "broker.log")
+    broker = make_broker(getattr(args, "engine", "tansu"), port=port, log=workdir / "broker.log")
     worker: subprocess.Popen[bytes] | None = None
     stop = threading.Event()
     watcher: threading.Thread | None = None
     started = time.monotonic()
     try:
         broker.start()
-        print(f"broker  : Tansu on {broker.bootstrap} (in memory)")
+        print(f"broker  : {broker.description} on {broker.bootstrap}")
         ensure_topics(
             [broker.bootstrap],
             {topics.TRANSACTIONS: PARTITIONS, **{name: PARTITIONS for name in topics.OUTPUTS}},

@@ -1,6 +1,6 @@
 """Plumbing for the fault-injection suite: a real broker, real workers, the wallet, the oracle.
 
-Nothing is mocked. A scenario starts the embedded broker (Tansu) and worker
+Nothing is mocked. A scenario starts a broker (REWARDS_TEST_BROKER: tansu or kafka) and worker
 processes (``python -m topologies.cli worker``), produces a generated feed,
 injects its fault (kill -9, SIGSTOP of the broker, SIGTERM, hostile bytes),
 waits until the consumer group has committed every input it was given, then
@@ -43,7 +43,7 @@ from rewards.wallet import Totals, WalletLedger
 from tests.integration.conftest import Worker, WorkerFactory
 from topologies import topics
 from topologies.admin import assign_from_start, ensure_topics
-from topologies.broker import EmbeddedBroker, free_port
+from topologies.broker import Broker, engine_from_env, free_port, make_broker
 from topologies.feed import FeedStats, produce_feed
 from topologies.processes import stop_process
 from topologies.settings import DEFAULT_RULES
@@ -84,7 +84,7 @@ class Report:
 
 @dataclass
 class Cluster:
-    broker: EmbeddedBroker
+    broker: Broker
     workers: WorkerFactory
     tmp: Path
     feed_partitions: int
@@ -102,9 +102,10 @@ class Cluster:
 def cluster(
     name: str, feed_partitions: int = 4, partitions: int = 4, keep: bool = False
 ) -> Iterator[Cluster]:
-    """A fresh broker (own port, in-memory) and a worker factory; everything stopped after."""
+    """A fresh broker (own port, empty; engine from REWARDS_TEST_BROKER) and a worker
+    factory; everything stopped after."""
     tmp = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
-    broker = EmbeddedBroker(port=free_port(), log=tmp / "broker.log")
+    broker = make_broker(engine_from_env(), port=free_port(), log=tmp / "broker.log")
     broker.start()
     factory = WorkerFactory(broker, tmp)
     try:

@@ -1,7 +1,9 @@
-"""Shared fixtures: a real embedded broker and real worker processes, over TCP.
+"""Shared fixtures: a real broker and real worker processes, over TCP.
 
-Each test gets its own broker (topics are fixed by contract, so isolation is
-per broker) and starts workers as subprocesses through the installed CLI.
+The broker engine comes from ``REWARDS_TEST_BROKER`` (``tansu``, the default,
+or ``kafka``: Apache Kafka, see topologies/broker.py). Each test gets its own
+broker (topics are fixed by contract, so isolation is per broker) and starts
+workers as subprocesses through the installed CLI.
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ import pytest
 
 from topologies import topics
 from topologies.admin import TopicTail, ensure_topics
-from topologies.broker import EmbeddedBroker, free_port
+from topologies.broker import Broker, engine_from_env, free_port, make_broker
 from topologies.processes import stop_process
 
 PARTITIONS = 4
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(port=free_port(), log=tmp_path / "broker.log") as b:
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    with make_broker(engine_from_env(), port=free_port(), log=tmp_path / "broker.log") as b:
         ensure_topics(
             [b.bootstrap],
             {topics.TRANSACTIONS: PARTITIONS, **{t: PARTITIONS for t in topics.OUTPUTS}},
@@ -67,7 +69,7 @@ class Worker:
 
 @dataclass
 class WorkerFactory:
-    broker: EmbeddedBroker
+    broker: Broker
     tmp: Path
     started: list[Worker] = field(default_factory=list)
 
@@ -119,7 +121,7 @@ class WorkerFactory:
 
 
 @pytest.fixture
-def workers(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[WorkerFactory]:
+def workers(broker: Broker, tmp_path: Path) -> Iterator[WorkerFactory]:
     factory = WorkerFactory(broker, tmp_path)
     yield factory
     factory.stop_all()

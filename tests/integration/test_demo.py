@@ -10,7 +10,7 @@ import orjson
 
 from tests.integration.conftest import wait_for_outputs
 from topologies import topics
-from topologies.broker import free_port
+from topologies.broker import engine_from_env, free_port
 
 
 def test_demo_accounts_for_every_message_and_stops_cleanly():
@@ -20,6 +20,8 @@ def test_demo_accounts_for_every_message_and_stops_cleanly():
             "-m",
             "topologies.cli",
             "demo",
+            "--engine",
+            engine_from_env(),
             "--count",
             "3000",
             "--web-port",
