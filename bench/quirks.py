@@ -30,9 +30,9 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
+from topologies.admin import GroupAdmin as _Admin
 from topologies.admin import ensure_topics
 from topologies.broker import ENGINES, engine_from_env, free_port, make_broker
-from topologies.replay import _Admin
 
 MEMBER = """
 import sys, time

@@ -53,8 +53,25 @@ def ensure_topics(bootstrap: list[str], topics: Mapping[str, int], replication: 
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
+            _wait_listed(admin, [t.name for t in missing])
     finally:
         admin.close()
+
+
+def _wait_listed(admin: KafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Apache Kafka lists a new topic a moment after CreateTopics returns (Tansu at once):
+    wait, so that a consumer joining next is assigned its partitions."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = admin.describe_topics(names)
+        except KafkaError:  # not known yet
+            found = []
+        listed = {t.get("name"): t for t in found if not t.get("error_code")}
+        if all(listed.get(n) and listed[n].get("partitions") for n in names):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"topics {names} not in the metadata after {timeout_s:.0f}s")
 
 
 def producer(bootstrap: list[str]) -> KafkaProducer:

@@ -129,10 +129,8 @@ def workers(broker: Broker, tmp_path: Path) -> Iterator[WorkerFactory]:
 
 def decided(tail: TopicTail) -> Counter[tuple[str, str]]:
     """(txn_id, outcome) of every decision record read so far, with repeats."""
-    return Counter(
-        (d["txn_id"], d["outcome"])
-        for d in map(orjson.loads, (v for _, v in tail.records[topics.DECISIONS]))
-    )
+    docs = [orjson.loads(v or b"") for _, v in tail.records[topics.DECISIONS]]
+    return Counter((d["txn_id"], d["outcome"]) for d in docs)
 
 
 def wait_for_outputs(
