@@ -132,7 +132,24 @@ class TopicTail:
         self.consumer.close()
 
 
-def seed_group_offsets(bootstrap: list[str], group: str, topic_names: Iterable[str]) -> int:
+def seed_group_offsets(
+    bootstrap: list[str], group: str, topic_names: Iterable[str], timeout_s: float = 30.0
+) -> int:
+    """``_seed_group_offsets``, retried while the broker has no group coordinator yet
+    (Apache Kafka right after start: COORDINATOR_NOT_AVAILABLE); -1 if it never had one.
+    Best effort: the stall watch (``agents.guard.StallWatch``) is the second line."""
+    names = list(topic_names)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _seed_group_offsets(bootstrap, group, names)
+        except KafkaError:
+            if time.monotonic() > deadline:
+                return -1
+            time.sleep(0.5)
+
+
+def _seed_group_offsets(bootstrap: list[str], group: str, topic_names: Iterable[str]) -> int:
     """Commit the earliest offset for every partition of ``topic_names`` that ``group``
     has never committed on, while the group has no members; return how many.
 
