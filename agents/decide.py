@@ -26,7 +26,7 @@ from agents import dead_letters
 from agents.checkpoint import Checkpoint, Sender
 from agents.guard import run_batches
 from agents.metrics import Metrics
-from agents.store import PartitionStore
+from agents.store import PartitionStore, StateCache
 from rewards.ledger import Effects, apply_flag, process
 from rewards.rulebook import RuleBook
 from rewards.state import UserState, decode_user, encode_user, user_key
@@ -71,8 +71,10 @@ class DecideBatch:
         topics: DecideTopics,
         book: RuleBook,
         metrics: Metrics,
+        cache: StateCache | None = None,
     ) -> None:
         self.checkpoint = Checkpoint(sender, store, metrics.timing("decide"))
+        self.cache = cache
         self.store, self.topics, self.book, self.metrics = store, topics, book, metrics
         self.users: dict[str, _User] = {}
         self.decided: list[tuple[Effects, int]] = []
@@ -80,8 +82,14 @@ class DecideBatch:
     def _user(self, vpa: str, partition: int) -> _User:
         user = self.users.get(vpa)
         if user is None:
-            stored = self.store.get(partition, user_key(vpa))
-            user = self.users[vpa] = _User(partition, stored, decode_user(stored))
+            key = user_key(vpa)
+            cached = self.cache.get(key) if self.cache is not None else None
+            if cached is not None:
+                state, stored = cached
+                user = self.users[vpa] = _User(partition, stored, state)
+            else:
+                raw = self.store.get(partition, key)
+                user = self.users[vpa] = _User(partition, raw, decode_user(raw))
         return user
 
     async def pack(self, partition: int, offset: int, topic: str, value: bytes | None) -> None:
@@ -146,9 +154,15 @@ class DecideBatch:
         )
 
     async def commit(self) -> None:
+        encoded = []
         for vpa, user in self.users.items():
-            self.checkpoint.stage(user.partition, user_key(vpa), encode_user(user.state))
+            key, value = user_key(vpa), encode_user(user.state)
+            self.checkpoint.stage(user.partition, key, value)
+            encoded.append((key, user.state, value))
         await self.checkpoint.commit()
+        if self.cache is not None:
+            for key, state, value in encoded:
+                self.cache.put(key, state, value)
         _observe(self.metrics, self.decided)
 
 
@@ -162,9 +176,12 @@ def attach_decide(
     metrics: Metrics,
     batch_max: int,
     within_s: float,
+    cache_users: int = 0,
 ) -> None:
+    cache = StateCache(cache_users, lambda: int(app.consumer_generation_id))
+
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        batch = DecideBatch(sender, store, topics, book, metrics)
+        batch = DecideBatch(sender, store, topics, book, metrics, cache)
         for event in events:
             msg = event.message
             await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)

@@ -16,7 +16,8 @@ database and its offset key (``agents/workarounds.py`` lists this).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import rocksdict
@@ -79,3 +80,41 @@ class MemoryStore:
             else:
                 part[key] = value
         self.offsets[partition] = offset
+
+
+class StateCache:
+    """Decoded records of recently used keys, as committed: a hot user is decoded once,
+    not once per batch (decoding was a fifth of the decide stage at 2,000 ev/s).
+
+    Valid only while this worker is the one writing the store: emptied whenever
+    the consumer generation changes (a rebalance: Faust may have recovered or
+    standby-applied records meanwhile). Holds the committed bytes beside the
+    object, for a batch that must rebuild a record after a failed item. A
+    batch that fails ends the process (``agents.guard``), so an object mutated
+    by an uncommitted batch is never seen again.
+    """
+
+    def __init__(self, size: int, generation: Callable[[], int]) -> None:
+        self.size = size
+        self._generation = generation
+        self._seen: int | None = None
+        self._data: OrderedDict[bytes, tuple[Any, bytes]] = OrderedDict()
+
+    def get(self, key: bytes) -> tuple[Any, bytes] | None:
+        generation = self._generation()
+        if generation != self._seen:
+            self._data.clear()
+            self._seen = generation
+            return None
+        found = self._data.get(key)
+        if found is not None:
+            self._data.move_to_end(key)
+        return found
+
+    def put(self, key: bytes, state: Any, encoded: bytes) -> None:
+        if self.size <= 0 or self._generation() != self._seen:
+            return
+        self._data[key] = (state, encoded)
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)

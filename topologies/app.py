@@ -127,6 +127,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         metrics,
         settings.pack_batch_max,
         within_s,
+        cache_users=settings.state_cache_users,
     )
     edge = Edge(
         EdgeConfig(

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     pack_batch_max: int = Field(
         default=32, ge=1, description="packs (of up to 500 events) a stateful stage takes per batch"
     )
+    state_cache_users: int = Field(
+        default=20_000,
+        ge=0,
+        description="decoded user records kept in memory between batches (0: decode every batch)",
+    )
     table_standby_replicas: int = Field(
         default=0, ge=0, description="standby copies of each table partition on other workers"
     )
