@@ -15,14 +15,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Summary
 
 from schemas.dead_letter import DeadLetterReason
 from schemas.decision import Outcome
 from schemas.fraud_alert import FraudRule
 from schemas.grant import GrantKind
 
-BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -56,13 +55,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.batch_seconds = Histogram(
+        self.batch_seconds = Summary(
             "rewards_batch_seconds",
             "Seconds per batch of a stage, by phase: process (decode, decide, encode), "
             "outputs (until the broker acked every output), changelog (until it acked the "
             "state records), store (the local write batch), commit (input offsets, edge).",
             ["stage", "phase"],
-            buckets=BATCH_BUCKETS,
             registry=registry,
         )
         self.replays_skipped = Counter(

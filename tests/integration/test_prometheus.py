@@ -51,6 +51,8 @@ ALLOWED_LABELS = {
     "version",
     "revision",
     "python_version",
+    "stage",  # rewards_batch_seconds: ingest, decide, circular
+    "phase",  # process, outputs, changelog, store, commit
 }
 MAX_SERIES = 150
 

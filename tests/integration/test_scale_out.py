@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import orjson
@@ -19,16 +20,30 @@ from topologies.settings import DEFAULT_RULES
 COUNT = 8000
 
 
+def assigned(worker, topic: str) -> float:
+    """Partitions of ``topic`` the worker holds, from its /metrics."""
+    prefix = f'rewards_assigned_partitions{{topic="{topic}"}} '
+    lines = [line for line in worker.metrics().splitlines() if line.startswith(prefix)]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
 def test_two_workers_split_the_partitions_and_match_the_oracle(broker, workers):
     messages = list(generate(COUNT, seed=31))
     decoded = [decode(m.value, Source("t", 0, 0)) for m in messages]
+    # Both in the groups before the feed: one worker alone decides 8,000 events in
+    # a few seconds, before a second one started after the feed would have joined.
+    a = workers.start()
+    b = workers.start()
+    by_payer = topics.Internal("upi-rewards").by_payer
+    deadline = time.monotonic() + 120
+    while not all(assigned(w, t) > 0 for w in (a, b) for t in (topics.TRANSACTIONS, by_payer)):
+        assert time.monotonic() < deadline, "the two workers did not share the partitions"
+        time.sleep(0.5)
     prod = producer([broker.bootstrap])
     for m, t in zip(messages, decoded, strict=True):
         key = t.payer_vpa.encode() if isinstance(t, Transaction) else (m.key or b"bad")
         prod.send(topics.TRANSACTIONS, key=key, value=m.value)
     prod.flush()
-    a = workers.start()
-    b = workers.start()
     out = wait_for_outputs(broker.bootstrap, COUNT, timeout=240)
 
     valid = [t for t in decoded if isinstance(t, Transaction)]
