@@ -47,9 +47,17 @@ def fail_on_gap(topic: str, partition: int, first: int, last: int) -> None:
 class Continuity:
     """The next offset expected per partition, for one stage, in one consumer generation."""
 
-    def __init__(self, on_gap: OnGap, generation: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        on_gap: OnGap,
+        generation: Callable[[], int],
+        committed: Callable[[tuple[str, int]], int | None] | None = None,
+    ) -> None:
         self._on_gap = on_gap
         self._generation = generation
+        #: the group's committed offset of a partition (None: not known): the first
+        #: record after a rebalance must not lie beyond it
+        self._committed = committed
         self._next: dict[Any, int] = {}
         self._seen_generation: int | None = None
 
@@ -64,13 +72,16 @@ class Continuity:
         generation = self._generation()
         if generation != self._seen_generation:
             # A rebalance: partitions may have moved and the consumer seeks to the
-            # committed offsets. The first record after it is taken as it comes
-            # (a retention-deleted head is a legitimate jump there).
+            # committed offsets, so the first record after it must be at the
+            # committed offset (known only where the group committed past 0; a
+            # retention-deleted head would be a legitimate jump: fail-stop then).
             self._next.clear()
             self._seen_generation = generation
         for topic, partition, offset in positions:
             tp = (topic, partition)
             expected = self._next.get(tp)
+            if expected is None and self._committed is not None:
+                expected = self._committed(tp)
             if expected is not None and offset > expected:
                 self._on_gap(topic, partition, expected, offset - 1)
             # offset < expected: a re-delivery after a seek back (rebalance,
@@ -79,5 +90,13 @@ class Continuity:
 
 
 def for_faust(app: Any, on_gap: OnGap = fail_on_gap) -> Continuity:
-    """A ``Continuity`` that starts afresh with each consumer generation of ``app``."""
-    return Continuity(on_gap, lambda: int(app.consumer_generation_id))
+    """A ``Continuity`` that starts afresh with each consumer generation of ``app``,
+    from the committed offsets Faust sought to (``Consumer._committed_offset``)."""
+
+    def committed(tp: tuple[str, int]) -> int | None:
+        consumer = getattr(app, "_consumer", None)
+        offsets = getattr(consumer, "_committed_offset", None) or {}
+        found = offsets.get(tp)
+        return int(found) if isinstance(found, int) and found > 0 else None
+
+    return Continuity(on_gap, lambda: int(app.consumer_generation_id), committed)

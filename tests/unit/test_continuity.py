@@ -91,3 +91,26 @@ def test_count_policy_reports_and_carries_on() -> None:
     c = Continuity(lambda *gap: seen.append(gap), Generation())
     c.check(events((3, 1), (3, 4), (3, 5)))  # type: ignore[arg-type]
     assert seen == [("t", 3, 2, 3)]
+
+
+def test_the_first_record_after_a_rebalance_must_be_at_the_committed_offset():
+    """A record skipped right at a rebalance: delivered 8 where the group committed 7."""
+    from agents.continuity import Continuity, RecordSkipped
+
+    generation = [1]
+    committed = {("t", 0): 7, ("t", 1): None}
+    c = Continuity(
+        lambda *a: (_ for _ in ()).throw(RecordSkipped(*a)),
+        lambda: generation[0],
+        lambda tp: committed.get(tp),
+    )
+    c.check_positions(
+        [("t", 0, 7), ("t", 0, 8), ("t", 1, 40)]
+    )  # at the commit; unknown: as it comes
+    generation[0] = 2
+    committed[("t", 0)] = 9
+    with pytest.raises(RecordSkipped) as err:
+        c.check_positions([("t", 0, 10)])
+    assert (err.value.first, err.value.last) == (9, 9)
+    generation[0] = 3
+    c.check_positions([("t", 0, 5), ("t", 0, 6)])  # a re-delivery below the commit is fine
