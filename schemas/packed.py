@@ -102,6 +102,18 @@ def _trusted_txn(doc: dict[str, Any]) -> Transaction:
     return txn
 
 
+def _items(raw: bytes | None) -> list[Any]:
+    """The items of a pack of this version, as parsed JSON."""
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise PackError(f"not a pack: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("v") != PACK_VERSION:
+        raise PackError("not a version 1 pack")
+    items: list[Any] = doc["items"]
+    return items
+
+
 def decode_txn_pack(raw: bytes | None) -> list[RoutedTransaction | FraudFlag]:
     """Read a ``txns-by-payer`` pack written by our own edge and circular stage.
 
@@ -109,14 +121,8 @@ def decode_txn_pack(raw: bytes | None) -> list[RoutedTransaction | FraudFlag]:
     stages' hot path validates each event once); flags are validated (rare).
     Raises ``PackError`` (or a ``KeyError``/``ValueError``) on anything else.
     """
-    try:
-        doc = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError as exc:
-        raise PackError(f"not a pack: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("v") != PACK_VERSION:
-        raise PackError("not a version 1 pack")
     out: list[RoutedTransaction | FraudFlag] = []
-    for item in doc["items"]:
+    for item in _items(raw):
         kind = item.get("type")
         if kind == "txn":
             out.append(
@@ -139,14 +145,8 @@ def decode_txn_pack(raw: bytes | None) -> list[RoutedTransaction | FraudFlag]:
 
 def decode_pair_pack(raw: bytes | None) -> list[PairPayment]:
     """Read a ``payments-by-pair`` pack written by our own edge (rebuilt as it is)."""
-    try:
-        doc = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError as exc:
-        raise PackError(f"not a pack: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("v") != PACK_VERSION:
-        raise PackError("not a version 1 pack")
     fields = _PAIR_FIELDS
-    return [_built(PairPayment, {f: item[f] for f in fields}) for item in doc["items"]]
+    return [_built(PairPayment, {f: item[f] for f in fields}) for item in _items(raw)]
 
 
 _PAIR_FIELDS = tuple(PairPayment.model_fields)
