@@ -40,6 +40,12 @@ async def run(bootstrap: str, count: int, out: str, linger_ms: int) -> dict[str,
     await producer.start()
     try:
         parts = consumer.partitions_for_topic(topics.TRANSACTIONS) or set()
+        for _ in range(100):  # Apache Kafka: the metadata may not list the topic yet
+            if parts:
+                break
+            await asyncio.sleep(0.1)
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topics.TRANSACTIONS) or set()
         tps = [TopicPartition(topics.TRANSACTIONS, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
