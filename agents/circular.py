@@ -29,7 +29,7 @@ from rewards.state import decode_pair, encode_pair
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
 from schemas.flag import PairPayment
-from schemas.packed import PACK_SLOTS, decode_pair_pack, encode_pack
+from schemas.packed import PACK_SLOTS, decode_pair_pack, encode_packs
 
 
 class CircularBatch:
@@ -103,8 +103,7 @@ class CircularBatch:
 
     async def commit(self) -> None:
         for partition, items in self.flags.items():
-            for i in range(0, len(items), PACK_SLOTS // 2):
-                pack = encode_pack(items[i : i + PACK_SLOTS // 2])
+            for pack in encode_packs(items):
                 self.checkpoint.send(self.by_payer, None, pack, partition)
         for key, (partition, state) in self.pairs.items():
             self.checkpoint.stage(partition, key.encode(), encode_pair(state))

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +42,7 @@ from rewards.validate import Source, decode
 from rewards.windows import epoch_ms
 from schemas.common import TxnKind, TxnStatus
 from schemas.dead_letter import DeadLetter
-from schemas.packed import encode_pack
+from schemas.packed import encode_packs
 from schemas.transaction import Transaction
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,6 @@ class EdgeConfig:
     session_timeout_ms: int = 10_000
     rebalance_timeout_ms: int = 10_000
     linger_ms: int = 0
-    #: items per pack at most (a pack stays well under the broker's message limit)
-    pack_max: int = 500  # < schemas.packed.PACK_SLOTS
     gaps: Literal["fail", "count"] = "fail"
 
 
@@ -161,16 +159,10 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Edge:
-    def __init__(
-        self,
-        config: EdgeConfig,
-        metrics: Metrics,
-        client_options: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
+    def __init__(self, config: EdgeConfig, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
         self.batch_lock = asyncio.Lock()
-        self._client_options = client_options or dict
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -189,14 +181,12 @@ class Edge:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         cfg = self.config
-        extra = self._client_options()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap,
             acks="all",
             linger_ms=cfg.linger_ms,
             max_batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
-            **extra,
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
@@ -209,7 +199,6 @@ class Edge:
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(cfg.session_timeout_ms // 3, 100),
             rebalance_timeout_ms=cfg.rebalance_timeout_ms,
-            **extra,
         )
         self._consumer.subscribe([cfg.feed], listener=_Revoke(self))
         await self._consumer.start()
@@ -304,16 +293,13 @@ class Edge:
         producer, cfg = self._producer, self.config
         assert producer is not None
         futures: list[asyncio.Future[Any]] = []
-        step = cfg.pack_max
-        for partition, items in routed.packs.items():
-            for i in range(0, len(items), step):
-                value = encode_pack(items[i : i + step])
-                futures.append(await producer.send(cfg.by_payer, value, partition=partition))
+        streams = [(cfg.by_payer, routed.packs)]
         if cfg.by_pair is not None:
-            for partition, items in routed.pair_packs.items():
-                for i in range(0, len(items), step):
-                    value = encode_pack(items[i : i + step])
-                    futures.append(await producer.send(cfg.by_pair, value, partition=partition))
+            streams.append((cfg.by_pair, routed.pair_packs))
+        for topic, per_partition in streams:
+            for partition, items in per_partition.items():
+                for value in encode_packs(items):
+                    futures.append(await producer.send(topic, value, partition=partition))
         for letter in routed.letters:
             value = dead_letters.counted(letter, self.metrics)
             futures.append(await producer.send(cfg.dead_letters, value))

@@ -14,7 +14,7 @@ b'{"v":1,"items":[{"a":1},{"b":2}]}'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -30,6 +30,8 @@ PACK_VERSION = 1
 #: Items per pack at most. A flag raised by the circular stage is identified by
 #: ``pack offset × PACK_SLOTS + item index``: increasing along a partition.
 PACK_SLOTS = 1000
+#: Items a producer puts in one pack: a pack stays well under the broker's message limit.
+PACK_MAX = PACK_SLOTS // 2
 
 
 class TxnPack(BaseModel):
@@ -57,6 +59,12 @@ PairPacks = TypeAdapter(PairPack)
 def encode_pack(items: Sequence[bytes]) -> bytes:
     """Join already-encoded items (each one JSON object) into a pack."""
     return b'{"v":%d,"items":[' % PACK_VERSION + b",".join(items) + b"]}"
+
+
+def encode_packs(items: Sequence[bytes]) -> Iterator[bytes]:
+    """``items`` in order, ``PACK_MAX`` to a pack."""
+    for i in range(0, len(items), PACK_MAX):
+        yield encode_pack(items[i : i + PACK_MAX])
 
 
 class PackError(ValueError):
