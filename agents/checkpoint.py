@@ -123,10 +123,6 @@ class Checkpoint:
         """The key's value at the end of the batch (a later call for the key wins)."""
         self._staged.setdefault(partition, {})[key] = value
 
-    @property
-    def outputs(self) -> int:
-        return sum(len(v) for v in self._outputs.values())
-
     async def _partitioned(self) -> dict[tuple[str, int], list[Record]]:
         out: dict[tuple[str, int], list[Record]] = {}
         for (topic, partition), records in self._outputs.items():

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn, cast
 
@@ -164,8 +165,6 @@ class StallWatch:
     """
 
     def __init__(self, limit_s: float, clock: Callable[[], float] | None = None) -> None:
-        import time
-
         self.limit_s = limit_s
         self._clock = clock or time.monotonic
         self._since: dict[tuple[str, int], tuple[int, float]] = {}
