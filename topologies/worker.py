@@ -63,17 +63,19 @@ class _Worker(faust.Worker):
 
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
+    if settings.create_topics:
+        servers = settings.bootstrap_list()
+        wait_for_broker(servers)
+        wanted = {topics.TRANSACTIONS: settings.input_partitions}
+        wanted.update({name: settings.partitions for name in topics.OUTPUTS})
+        ensure_topics(servers, wanted, settings.replication_factor)
     servers = settings.bootstrap_list()
     internal = topics.Internal(settings.app_id)
     streams = [internal.by_payer, internal.by_pair]
-    # The agents' input topics are made here, always, so that their partitions can be
-    # given a committed offset before Faust first reads them (admin.seed_group_offsets).
-    wanted = dict.fromkeys(streams, settings.partitions)
-    if settings.create_topics:
-        wanted[topics.TRANSACTIONS] = settings.input_partitions
-        wanted.update({name: settings.partitions for name in topics.OUTPUTS})
+    # The agents' input topics, made here so that their partitions can be given a
+    # committed offset before Faust first reads them (topologies.admin.seed_group_offsets).
     wait_for_broker(servers)
-    ensure_topics(servers, wanted, settings.replication_factor)
+    ensure_topics(servers, dict.fromkeys(streams, settings.partitions), settings.replication_factor)
     seed_group_offsets(servers, settings.app_id, streams)
     prepare_state_dir(settings.data_dir)
     print(
