@@ -174,11 +174,21 @@ class WorkerCollector(Collector):
         lag, assigned, ready, keys, size = self._families()
         app = self.app
         if app is not None:
+            tps = stream_partitions(app)
+            consumer: Any = getattr(app, "_consumer", None)
             per_topic: dict[str, int] = {}
-            for tp in stream_partitions(app):
+            for tp in tps:
                 per_topic[tp.topic] = per_topic.get(tp.topic, 0) + 1
-            for (topic, partition), (start, end) in stream_positions(app, self.ends).items():
-                lag.add_metric([topic, str(partition)], max(end - start, 0))
+                fetched = _safe(lambda tp=tp: consumer.highwater(tp))
+                listed = self.ends.latest.get((tp.topic, tp.partition)) if self.ends else None
+                known = [v for v in (fetched, listed) if isinstance(v, int) and v >= 0]
+                if not known:
+                    continue  # neither a fetch response nor ListOffsets yet
+                end = max(known)
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                # No commit yet: the group starts from the earliest offset.
+                start = committed if committed is not None and committed >= 0 else 0
+                lag.add_metric([tp.topic, str(tp.partition)], max(end - start, 0))
             for (topic, partition), behind in sorted((_safe(self.edge_lag) or {}).items()):
                 per_topic[topic] = per_topic.get(topic, 0) + 1
                 lag.add_metric([topic, str(partition)], behind)
@@ -243,35 +253,22 @@ def _table_size(table: Any) -> tuple[int, int]:
     return keys, size
 
 
-def stream_positions(
-    app: faust.App, ends: EndOffsets | None
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """(committed, end) of each assigned stream partition whose end is known yet.
-
-    End = the larger of the latest fetch's high watermark and ListOffsets (a
-    paused partition's fetch highwater freezes); no commit yet counts from 0,
-    where the group starts.
-    """
-    consumer: Any = getattr(app, "_consumer", None)
-    committed_by_tp = getattr(consumer, "_committed_offset", {})
-    out: dict[tuple[str, int], tuple[int, int]] = {}
-    for tp in stream_partitions(app):
-        fetched = _safe(lambda tp=tp: consumer.highwater(tp))
-        listed = ends.latest.get((tp.topic, tp.partition)) if ends else None
-        known = [v for v in (fetched, listed) if isinstance(v, int) and v >= 0]
-        if not known:
-            continue  # neither a fetch response nor ListOffsets yet
-        committed = committed_by_tp.get(tp)
-        start = committed if committed is not None and committed >= 0 else 0
-        out[(tp.topic, tp.partition)] = (start, max(known))
-    return out
-
-
 def _watch_streams(app: faust.App, ends: EndOffsets, watch: guard.StallWatch) -> None:
     if not readiness(app).ready:
         watch.reset()
         return
-    stalled = watch.check(stream_positions(app, ends))
+    consumer: Any = getattr(app, "_consumer", None)
+    committed_by_tp = getattr(consumer, "_committed_offset", {})
+    positions: dict[tuple[str, int], tuple[int, int]] = {}
+    for tp in stream_partitions(app):
+        fetched = _safe(lambda tp=tp: consumer.highwater(tp))
+        listed = ends.latest.get((tp.topic, tp.partition))
+        known = [v for v in (fetched, listed) if isinstance(v, int) and v >= 0]
+        if not known:
+            continue
+        committed = committed_by_tp.get(tp)
+        positions[(tp.topic, tp.partition)] = (committed or 0, max(known))
+    stalled = watch.check(positions)
     if stalled is not None:
         guard.fail_stop("streams", stalled)
 
