@@ -8,6 +8,9 @@ KAFKA_POM   := brokers/kafka/pom.xml
 KAFKA_STAMP := var/kafka/lib/.copied
 MVN         ?= mvn
 
+## The packages whose doctests run with the unit tests (and that mypy checks, with bench).
+PACKAGES    := agents schemas topologies rewards
+
 .PHONY: install kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
@@ -50,9 +53,9 @@ CHAOS_ENV_kafka ?= CHAOS_EVENTS=2000 CHAOS_KILLS=2 CHAOS_STALL_S=10 CHAOS_HOSTIL
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy agents schemas topologies rewards bench
+	$(BIN)/mypy $(PACKAGES) bench
 	$(BIN)/python -m schemas.export --check
-	@$(call timed,unit,,$(BIN)/pytest tests/unit)
+	@$(call timed,unit,,$(BIN)/pytest tests/unit --doctest-modules $(PACKAGES))
 	@$(MAKE) --no-print-directory test-engines
 
 test-engines: install
@@ -72,7 +75,7 @@ timed = start=$$(date +%s); echo "==> $(1): $(2) $(3)"; \
 	echo "==> $(1): exit $$rc after $$(( $$(date +%s) - start ))s"; exit $$rc
 
 test-unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit --doctest-modules $(PACKAGES)
 
 test-integration: install
 	$(BIN)/pytest tests/integration
@@ -86,7 +89,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy agents schemas topologies rewards bench
+	$(BIN)/mypy $(PACKAGES) bench
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
