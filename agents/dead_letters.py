@@ -10,6 +10,7 @@ payload), and the stage goes on with the next item.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from agents.metrics import Metrics
 from rewards.validate import Source, dead_letter
@@ -30,6 +31,7 @@ def internal_error(where: Source, exc: BaseException, raw: bytes) -> DeadLetter:
         where.partition,
         where.offset,
         type(exc).__name__,
+        extra=asdict(where),  # topic, partition, offset: fields of a JSON log line
     )
     return dead_letter(DeadLetterReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", raw, where)
 

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -221,7 +221,14 @@ class Edge:
 
     def _count_gap(self, topic: str, partition: int, first: int, last: int) -> None:
         self.metrics.input_offset_gaps.labels(topic=topic).inc(last - first + 1)
-        log.warning("%s[%s]: offsets %s..%s never delivered", topic, partition, first, last)
+        log.warning(
+            "%s[%s]: offsets %s..%s never delivered",
+            topic,
+            partition,
+            first,
+            last,
+            extra=asdict(Source(topic, partition, first)),
+        )
 
     async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
         """Records as they come, then up to ``fill_ms`` more to fill the batch."""

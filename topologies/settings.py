@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from topologies.logs import LogFormat
+
 #: The rules the demo and the tests run when no file is named.
 DEFAULT_RULES = Path(__file__).parent / "rules" / "launch.yaml"
 
@@ -96,6 +98,11 @@ class Settings(BaseSettings):
         "not moved for this long (a Faust consumer that stopped fetching it); 0 = off",
     )
     log_level: str = "info"
+    log_format: LogFormat | None = Field(
+        default=None,
+        description="text, or one JSON object a line (topologies.logs); "
+        "unset: text on a terminal, json otherwise",
+    )
 
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]

@@ -6,7 +6,9 @@ Local table state survives any stop (see ``prepare_state_dir``).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import logging.config
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, seed_group_offsets, wait_for_broker
 from topologies.app import build_app
+from topologies.logs import logging_config, resolve
 from topologies.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,9 @@ class _Worker(faust.Worker):
 
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
+    log_config = logging_config(resolve(settings.log_format), settings.log_level)
+    if log_config is not None:  # one JSON object a line from the first line on
+        logging.config.dictConfig(copy.deepcopy(log_config))  # dictConfig consumes its dict
     if settings.create_topics:
         servers = settings.bootstrap_list()
         wait_for_broker(servers)
@@ -78,14 +84,22 @@ def run_worker(settings: Settings) -> int:
     ensure_topics(servers, dict.fromkeys(streams, settings.partitions), settings.replication_factor)
     seed_group_offsets(servers, settings.app_id, streams)
     prepare_state_dir(settings.data_dir)
-    print(
+    banner = (
         f"upi-rewards worker: rules {book.version!r} ({len(book.spec.rules)} rules, "
         f"tz {book.spec.timezone}), brokers {settings.kafka_bootstrap_servers}, "
         f"state in {settings.data_dir}, metrics on "
-        f"http://{settings.web_host}:{settings.web_port}/metrics",
-        flush=True,
+        f"http://{settings.web_host}:{settings.web_port}/metrics"
     )
+    if log_config is None:
+        print(banner, flush=True)
+    else:
+        log.info(banner)
     app = build_app(settings, book)
-    worker = _Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = _Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=log_config,
+    )
     worker.execute_from_commandline()  # returns only via SystemExit
     return 0
