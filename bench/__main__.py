@@ -67,7 +67,7 @@ from rewards.simulate import simulate
 from topologies import topics
 from topologies.admin import assign_from_start, ensure_topics
 from topologies.broker import ENGINES, Broker, engine_from_env, free_port, make_broker
-from topologies.processes import stop_process
+from topologies.processes import stop_on_signals, stop_process
 from topologies.settings import DEFAULT_RULES
 
 PARTITIONS = 8
@@ -1048,10 +1048,6 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 SCENARIOS = (
     "core",
     "ceiling",
@@ -1109,7 +1105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     global ENGINE
     ENGINE = args.engine
-    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: brokers and workers too
+    stop_on_signals()  # SIGTERM, SIGINT, SIGHUP: like Ctrl-C, brokers and workers too
     quick = (20_000, 20_000, 5.0, 20_000, 100_000)
     full = (200_000, 100_000, 20.0, 100_000, 1_000_000)
     names = ("count", "users", "latency_seconds", "warm_users", "recovery_users")

@@ -27,17 +27,11 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**{k: v for k, v in flags.items() if v is not None})
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_broker(args: argparse.Namespace) -> int:
-    import signal
-
     from topologies.broker import ROOT, make_broker
+    from topologies.processes import stop_on_signals
 
-    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the broker goes down with us
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop_on_signals()  # like Ctrl-C: the broker goes down with us
     log = args.log
     if log is None and args.engine == "kafka":
         log = ROOT / "var" / "kafka" / "logs" / f"broker-{args.port}.log"
@@ -109,15 +103,11 @@ def cmd_feed(args: argparse.Namespace) -> int:
 
 
 def cmd_wallet(args: argparse.Namespace) -> int:
-    import signal
-
     from rewards.wallet import WalletLedger
+    from topologies.processes import stop_on_signals
     from topologies.wallet import dump_balances, run_wallet, summary_lines
 
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # an open SQLite transaction rolls back; rows+offsets stay paired
-
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_signals()  # an open SQLite transaction rolls back; rows+offsets stay paired
     settings = _settings(args)
     started = time.monotonic()
     with contextlib.suppress(KeyboardInterrupt):

@@ -27,7 +27,7 @@ from topologies import topics
 from topologies.admin import assign_from_start, ensure_topics
 from topologies.broker import free_port, make_broker, port_in_use
 from topologies.feed import FeedStats, produce_feed
-from topologies.processes import stop_process
+from topologies.processes import stop_on_signals, stop_process
 
 PARTITIONS = 8
 
@@ -148,13 +148,8 @@ def _wait_drained(port: int, timeout_s: float) -> bool:
     return False
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_demo(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: clean up children
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    stop_on_signals()  # SIGTERM, SIGINT, SIGHUP: like Ctrl-C, the finally stops the children
     workdir = Path(tempfile.mkdtemp(prefix="upi-rewards-demo-"))
     port = args.port or (9092 if not port_in_use("127.0.0.1", 9092) else free_port())
     if port_in_use("127.0.0.1", args.web_port):

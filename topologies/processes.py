@@ -18,3 +18,23 @@ def stop_process(
             proc.kill()
             proc.wait()
     return int(proc.returncode)
+
+
+#: What a supervisor, ``docker stop``, a closed terminal or Ctrl-C send to a launcher.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM, SIGINT and SIGHUP raise ``KeyboardInterrupt`` in the main thread.
+
+    For the launchers (``broker``, ``demo``, the bench): each starts its
+    children in their own sessions, so a signal to the launcher alone reaches
+    no child; the launcher's ``finally`` stops them. Set even when the signal
+    was ignored at start (``nohup``, a shell's background job).
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupt)

@@ -14,7 +14,7 @@ from topologies.admin import ensure_topics, wait_for_broker
 from topologies.broker import engine_from_env, free_port, port_in_use
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_broker_command_serves_metadata_and_stops_on_a_signal(tmp_path: Path, sig: int):
     port = free_port()
     log = tmp_path / "broker.log"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.integration.conftest import wait_for_outputs
 from topologies import topics
@@ -68,3 +72,59 @@ def test_feed_command_produces_the_requested_count(broker, workers):
     decided = out.count(topics.DECISIONS) + out.count(topics.DEAD_LETTERS)
     assert decided == 500
     assert all(orjson.loads(v)["rules_version"] for _, v in out.records[topics.DECISIONS])
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_demo_alone_stops_its_broker_and_worker(sig: int):
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "topologies.cli", "demo", "--engine", engine_from_env()),
+            *("--count", "200000", "--web-port", str(free_port()), "--timeout", "300"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a supervisor's child: its signal reaches the demo alone
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for raw in proc.stdout:
+            seen.append(raw.decode(errors="replace"))
+            if seen[-1].startswith("worker  : pid"):
+                break
+        else:
+            raise AssertionError("".join(seen))
+        worker_pid = int(seen[-1].split()[3].rstrip(","))
+        children = _children(proc.pid)
+        assert worker_pid in children and len(children) >= 2, (children, seen)  # broker + worker
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while left := {pid for pid in children if _alive(pid)}:
+            assert time.monotonic() < deadline, f"still running after the demo exited: {left}"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
