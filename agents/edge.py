@@ -136,6 +136,8 @@ class EdgeConfig:
     rebalance_timeout_ms: int = 10_000
     linger_ms: int = 0
     gaps: Literal["fail", "count"] = "fail"
+    #: TLS/SASL keyword arguments for both aiokafka clients (``topologies.security``)
+    client_options: dict[str, Any] = field(default_factory=dict)
 
 
 class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -187,6 +189,7 @@ class Edge:
             linger_ms=cfg.linger_ms,
             max_batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
+            **cfg.client_options,
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
@@ -199,6 +202,7 @@ class Edge:
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(cfg.session_timeout_ms // 3, 100),
             rebalance_timeout_ms=cfg.rebalance_timeout_ms,
+            **cfg.client_options,
         )
         self._consumer.subscribe([cfg.feed], listener=_Revoke(self))
         await self._consumer.start()

@@ -14,6 +14,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from topologies.security import kafka_python_options
+
 
 class GroupAdmin(KafkaAdminClient):  # type: ignore[misc]
     """Tansu 0.6 answers DescribeGroups with authorized-operation bits that
@@ -26,11 +28,14 @@ class GroupAdmin(KafkaAdminClient):  # type: ignore[misc]
 
 def wait_for_broker(bootstrap: list[str], timeout_s: float = 30.0) -> None:
     """Block until the broker answers metadata requests, or raise TimeoutError."""
+    kafka_python_options()  # an invalid REWARDS_KAFKA_* setting raises here, not in the loop
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, request_timeout_ms=3000, **kafka_python_options()
+            )
             admin.list_topics()
             admin.close()
             return
@@ -42,7 +47,7 @@ def wait_for_broker(bootstrap: list[str], timeout_s: float = 30.0) -> None:
 
 def ensure_topics(bootstrap: list[str], topics: Mapping[str, int], replication: int = 1) -> None:
     """Create the topics that do not exist yet; leave existing ones as they are."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_python_options())
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -81,6 +86,7 @@ def producer(bootstrap: list[str]) -> KafkaProducer:
         linger_ms=5,
         batch_size=256 * 1024,
         max_request_size=2 * 1024 * 1024,
+        **kafka_python_options(),
     )
 
 
@@ -112,7 +118,10 @@ class TopicTail:
 
     def __init__(self, bootstrap: list[str], topics: Iterable[str]) -> None:
         self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            **kafka_python_options(),
         )
         assign_from_start(self.consumer, topics)
         self.records: dict[str, list[tuple[bytes | None, bytes | None]]] = {t: [] for t in topics}
@@ -163,8 +172,8 @@ def _seed_group_offsets(bootstrap: list[str], group: str, topic_names: Iterable[
     """
     from kafka.structs import OffsetAndMetadata
 
-    admin = GroupAdmin(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = GroupAdmin(bootstrap_servers=bootstrap, **kafka_python_options())
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **kafka_python_options())
     try:
         info = admin.describe_groups([group]).get(group) or {}
         if info.get("members"):

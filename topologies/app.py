@@ -16,6 +16,7 @@ from agents.metrics import Metrics
 from agents.store import FaustTableStore
 from rewards.rulebook import RuleBook
 from topologies import fetch_wait, health, highwater, topics
+from topologies.security import KafkaSecurity
 from topologies.settings import Settings
 
 
@@ -29,9 +30,11 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
     internal = topics.Internal(settings.app_id)
     highwater.install()
     fetch_wait.install(settings.fetch_max_wait_ms)
+    security = KafkaSecurity()  # REWARDS_KAFKA_*: TLS and SASL for every client
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_list()],
+        broker_credentials=security.faust_credentials(),
         store="rocksdb://",
         datadir=str(settings.data_dir),
         autodiscover=False,
@@ -132,6 +135,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
     edge = Edge(
         EdgeConfig(
             bootstrap=settings.bootstrap_list(),
+            client_options=security.aiokafka(),
             group=internal.edge_group,
             feed=topics.TRANSACTIONS,
             by_payer=internal.by_payer,

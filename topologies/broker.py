@@ -351,9 +351,12 @@ class KafkaBroker(Broker):
         controller_port: int | None = None,
         heap: str = KAFKA_HEAP,
         settings: dict[str, str] | None = None,
+        protocol: str = "PLAINTEXT",
     ) -> None:
         super().__init__(port, host, log)
         self.controller_port = controller_port
+        #: the client listener's security protocol (SASL_PLAINTEXT: add the sasl.* settings)
+        self.protocol = protocol
         self.heap = heap
         self.settings = dict(settings or {})
         self.workdir: Path | None = None
@@ -375,9 +378,14 @@ class KafkaBroker(Broker):
             **_KAFKA_SETTINGS,
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
             "listeners": (
-                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+                f"{self.protocol}://{self.host}:{self.port},"
+                f"CONTROLLER://{self.host}:{self.controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "advertised.listeners": f"{self.protocol}://{self.host}:{self.port}",
+            "listener.security.protocol.map": (
+                f"{self.protocol}:{self.protocol},CONTROLLER:PLAINTEXT"
+            ),
+            "inter.broker.listener.name": self.protocol,
             "log.dirs": str(self.workdir / "data"),
             **self.settings,
         }

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rewards.errors import RulesError
 from topologies.settings import DEFAULT_RULES, Settings
 
@@ -223,9 +225,21 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _explain(exc: ValidationError) -> str:
+    """Each invalid setting by name, without its value (it may be a secret)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ValidationError as exc:  # a setting (flag or REWARDS_* variable) is invalid
+        print(f"error: {_explain(exc)}", file=sys.stderr)
+        return 2
     return code
 
 

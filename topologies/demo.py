@@ -28,6 +28,7 @@ from topologies.admin import assign_from_start, ensure_topics
 from topologies.broker import free_port, make_broker, port_in_use
 from topologies.feed import FeedStats, produce_feed
 from topologies.processes import stop_on_signals, stop_process
+from topologies.security import kafka_python_options
 
 PARTITIONS = 8
 
@@ -58,7 +59,12 @@ class Tally:
 
 
 def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap],
+        group_id=None,
+        enable_auto_commit=False,
+        **kafka_python_options(),
+    )
     names = (topics.DECISIONS, topics.DEAD_LETTERS, topics.COIN_GRANTS, topics.FRAUD_ALERTS)
     assign_from_start(consumer, names, unknown=range(PARTITIONS))
     try:

@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 
 from agents import guard
 from agents.metrics import Metrics
+from topologies.security import kafka_python_options
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,10 @@ class EndOffsets:
             return
         if self._client is None:
             self._client = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+                bootstrap_servers=self.bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                **kafka_python_options(),
             )
         ends = self._client.end_offsets([TopicPartition(t, p) for t, p in tps])
         self.latest = {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}

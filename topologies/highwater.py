@@ -22,6 +22,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+from topologies.security import aiokafka_options
+
 log = logging.getLogger(__name__)
 
 _original = AIOKafkaConsumerThread._highwaters
@@ -36,7 +38,7 @@ async def true_end_offsets(
     if not probe:
         return out
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **aiokafka_options()
     )
     await consumer.start()
     try:

@@ -26,6 +26,7 @@ from kafka.structs import OffsetAndMetadata
 
 from topologies import topics
 from topologies.admin import GroupAdmin
+from topologies.security import kafka_python_options
 from topologies.settings import Settings
 
 
@@ -52,8 +53,8 @@ def reset_offsets(
     departed member in a Stable group and refuses the commit with
     UNKNOWN_MEMBER_ID; real Kafka expires it after the session timeout).
     """
-    admin = GroupAdmin(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = GroupAdmin(bootstrap_servers=bootstrap, **kafka_python_options())
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **kafka_python_options())
     try:
         info = admin.describe_groups([group]).get(group) or {}
         members = info.get("members") or []

@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from rewards.wallet import Record, Totals, WalletLedger
 from topologies import topics
+from topologies.security import kafka_python_options
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ def run_wallet(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=30_000,
+        **kafka_python_options(),
     )
     started = time.monotonic()
     polls = 0

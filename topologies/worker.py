@@ -20,6 +20,7 @@ from topologies import topics
 from topologies.admin import ensure_topics, seed_group_offsets, wait_for_broker
 from topologies.app import build_app
 from topologies.logs import logging_config, resolve
+from topologies.security import KafkaSecurity
 from topologies.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class _Worker(faust.Worker):
 
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
+    KafkaSecurity()  # an invalid REWARDS_KAFKA_* setting stops startup, naming the field
     log_config = logging_config(resolve(settings.log_format), settings.log_level)
     if log_config is not None:  # one JSON object a line from the first line on
         logging.config.dictConfig(copy.deepcopy(log_config))  # dictConfig consumes its dict

@@ -22,6 +22,7 @@ from agents.metrics import Metrics
 from rewards.rulebook import load_rules
 from tests.prom import DEPLOY, REPO, RULES, RULES_TEST, ensure_prometheus, promtool
 from topologies import health
+from topologies.security import KafkaSecurity
 from topologies.settings import Settings
 
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -54,7 +55,8 @@ def by_kind(kind: str) -> list[dict[str, Any]]:
 
 
 def settings_env_names() -> set[str]:
-    return {f"REWARDS_{name.upper()}" for name in Settings.model_fields} | EXTRA_ENV
+    security = {f"REWARDS_KAFKA_{name.upper()}" for name in KafkaSecurity.model_fields}
+    return {f"REWARDS_{name.upper()}" for name in Settings.model_fields} | EXTRA_ENV | security
 
 
 def exported_metric_names() -> set[str]:
@@ -146,8 +148,17 @@ def test_statefulset_state_volume_probes_resources_and_scrape_annotations():
     (sts,) = by_kind("StatefulSet")
     pod = sts["spec"]["template"]
     (container,) = pod["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert set(env) <= settings_env_names(), set(env) - settings_env_names()
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    secret_refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
+    }
+    assert set(env) | set(secret_refs) <= settings_env_names(), set(env) - settings_env_names()
+    # TLS + SASL, the credentials from a Secret, never a literal in the manifest
+    assert env["REWARDS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert {"REWARDS_KAFKA_SASL_USERNAME", "REWARDS_KAFKA_SASL_PASSWORD"} <= set(secret_refs)
+    kafka = {k.removeprefix("REWARDS_KAFKA_").lower(): v for k, v in env.items() if "_KAFKA_" in k}
+    kafka["ssl_cafile"] = __file__  # any file: the CA is mounted in the pod
+    KafkaSecurity(**kafka, sasl_username="u", sasl_password="p")  # a complete, valid set
     # rocksdict state lives on the claim template's volume
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -174,6 +185,10 @@ def test_statefulset_state_volume_probes_resources_and_scrape_annotations():
     (cm,) = by_kind("ConfigMap")
     rules_mount = mounts["rules"]
     assert env["REWARDS_RULES_FILE"] == f"{rules_mount}/rules.yaml"
+    ca = Path(env["REWARDS_KAFKA_SSL_CAFILE"])
+    (secret_vol,) = [v for v in pod["spec"]["volumes"] if v.get("secret")]
+    assert secret_vol["secret"]["secretName"] == secret_refs["REWARDS_KAFKA_SASL_PASSWORD"]["name"]
+    assert str(ca.parent) == mounts[secret_vol["name"]]
     (vol,) = [v for v in pod["spec"]["volumes"] if v["name"] == "rules"]
     assert vol["configMap"]["name"] == cm["metadata"]["name"]
     assert sts["spec"]["replicas"] <= int(env["REWARDS_PARTITIONS"])
