@@ -9,7 +9,7 @@ KAFKA_STAMP := var/kafka/lib/.copied
 MVN         ?= mvn
 
 ## The packages whose doctests run with the unit tests (and that mypy checks, with bench).
-PACKAGES    := agents schemas topologies rewards
+PACKAGES    := schemas rewards workarounds agents topologies brokers tools
 
 .PHONY: install kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
 

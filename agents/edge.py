@@ -34,7 +34,6 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from agents import dead_letters, guard
-from agents.continuity import Continuity, OnGap, fail_on_gap
 from agents.metrics import Metrics
 from agents.partitioning import PairPartitioner, Partitioner
 from rewards.circular import pair_key
@@ -44,6 +43,7 @@ from schemas.common import TxnKind, TxnStatus
 from schemas.dead_letter import DeadLetter
 from schemas.packed import encode_packs
 from schemas.transaction import Transaction
+from workarounds.continuity import Continuity, OnGap, fail_on_gap
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """``python -m bench`` / ``make bench``: every figure of docs/performance.md in one run.
 
-Each scenario gets a fresh broker (``start_broker``, topologies/broker.py;
+Each scenario gets a fresh broker (``start_broker``, brokers/launcher.py;
 ``--engine tansu``, the default, Tansu in memory, or ``--engine kafka``,
-Apache Kafka) on a free port and the *same* feed bytes (rewards.feedgen),
+Apache Kafka) on a free port and the *same* feed bytes (tools.feedgen),
 produced before the consumer starts:
 
 ``core``       the pure core alone, no broker, no Faust: ``rewards.simulate``
@@ -60,14 +60,15 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from rewards.feedgen import FeedMessage, generate
+from brokers.launcher import ENGINES, Broker, engine_from_env, free_port, make_broker
 from rewards.ledger import SEP
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
+from tools.feedgen import FeedMessage, generate
+from tools.processes import stop_on_signals, stop_process
+from tools.topic_io import assign_from_start
 from topologies import topics
-from topologies.admin import assign_from_start, ensure_topics
-from topologies.broker import ENGINES, Broker, engine_from_env, free_port, make_broker
-from topologies.processes import stop_on_signals, stop_process
+from topologies.admin import ensure_topics
 from topologies.settings import DEFAULT_RULES
 
 PARTITIONS = 8
@@ -491,7 +492,7 @@ def start_worker(
 ) -> Worker:
     port = free_port()
     proc = run.spawn(
-        ["-m", "topologies.cli", "worker"],
+        ["-m", "tools.cli", "worker"],
         {**worker_env(run, data_dir, port), **(extra_env or {})},
         name,
     )
@@ -1090,8 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         default=",".join(SCENARIOS),
-        help=f"comma-separated scenarios: {', '.join(SCENARIOS)} "
-        "(recovery = warm,fresh,standby)",
+        help=f"comma-separated scenarios: {', '.join(SCENARIOS)} (recovery = warm,fresh,standby)",
     )
     p.add_argument("--profile", action="store_true", help="py-spy the 1-worker pipeline")
     p.add_argument("--seed", type=int, default=42)

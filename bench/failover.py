@@ -25,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from brokers.launcher import ENGINES, engine_from_env, free_port, make_broker
 from tests.integration.conftest import PARTITIONS, WorkerFactory
+from tools.topic_io import TopicTail, producer
 from topologies import topics
-from topologies.admin import TopicTail, ensure_topics, producer
-from topologies.broker import ENGINES, engine_from_env, free_port, make_broker
+from topologies.admin import ensure_topics
 
 ASSIGNED = re.compile(
     r'^rewards_assigned_partitions\{topic="' + re.escape(topics.TRANSACTIONS) + r'"\} (\S+)$', re.M
@@ -92,7 +93,7 @@ def one_run(engine: str, tmp: Path, sig: int = signal.SIGKILL) -> dict[str, floa
             a.proc.wait()
             # One record per partition, produced right after the kill.
             prod = producer([broker.bootstrap])
-            from rewards.feedgen import generate
+            from tools.feedgen import generate
 
             sent = 0
             for m in generate(200, seed=5):

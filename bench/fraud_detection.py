@@ -3,7 +3,7 @@
     .venv/bin/python bench/fraud_detection.py [--count 100000] [--share 0.02] [--seeds 1,2,3]
 
 Runs the pure pipeline (``rewards.simulate``: the same core the worker runs)
-over feeds with farmers whose patterns are known (``rewards.feedgen`` ground
+over feeds with farmers whose patterns are known (``tools.feedgen`` ground
 truth) and prints a markdown table: farmers per pattern, how many were
 flagged (by any rule, and by their own pattern), honest users flagged, coins
 clawed back; then the state's size per 100,000 users (keys and bytes of
@@ -18,11 +18,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from rewards.feedgen import generate
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from rewards.state import encode_user, user_key
 from schemas.grant import GrantReason
+from tools.feedgen import generate
 
 RULES = Path(__file__).resolve().parent.parent / "topologies" / "rules" / "launch.yaml"
 

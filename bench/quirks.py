@@ -4,14 +4,14 @@
 prints one line per probe (docs/design.md, "Broker quirks"):
 
 * ``end_offsets``: 10 records in one batch; ListOffsets latest vs the Fetch
-  high watermark (topologies/highwater.py);
+  high watermark (workarounds/highwater.py);
 * ``fetch_wait``: a record produced while a fetch with max wait 1500 ms is
   parked on an empty partition: how long until the consumer has it
-  (topologies/fetch_wait.py);
+  (workarounds/fetch_wait.py);
 * ``first_join``: a brand-new group's first member, subscribe → assignment
-  (topologies/wallet.py reads with assign());
+  (tools/wallet.py reads with assign());
 * ``killed_member``: a member SIGKILLed (no LeaveGroup): how long the group
-  still lists it (topologies/replay.py --force, tests/integration/test_replay_tool.py);
+  still lists it (tools/replay.py --force, tests/integration/test_replay_tool.py);
 * ``describe_groups``: kafka-python's own DescribeGroups parse (replay.py _Admin);
 * ``transactions``: a transactional producer's InitProducerId, one commit
   and a read_committed read (processing_guarantee=exactly_once).
@@ -30,9 +30,9 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from topologies.admin import GroupAdmin as _Admin
+from brokers.launcher import ENGINES, engine_from_env, free_port, make_broker
 from topologies.admin import ensure_topics
-from topologies.broker import ENGINES, engine_from_env, free_port, make_broker
+from workarounds.group_admin import GroupAdmin as _Admin
 
 MEMBER = """
 import sys, time

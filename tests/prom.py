@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from topologies.processes import stop_process
+from tools.processes import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -15,9 +15,10 @@ from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
 from agents.store import FaustTableStore
 from rewards.rulebook import RuleBook
-from topologies import fetch_wait, health, highwater, topics
+from topologies import health, topics
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
+from workarounds import fetch_wait, highwater
 
 
 def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None) -> faust.App:
@@ -28,9 +29,9 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             "(they publish their changelog themselves); use at_least_once"
         )
     internal = topics.Internal(settings.app_id)
-    highwater.install()
-    fetch_wait.install(settings.fetch_max_wait_ms)
     security = KafkaSecurity()  # REWARDS_KAFKA_*: TLS and SASL for every client
+    highwater.install(security.aiokafka())
+    fetch_wait.install(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_list()],

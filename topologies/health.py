@@ -12,7 +12,7 @@ A partition's end offset is the larger of two readings: the high watermark of
 the consumer's latest fetch (fresh, but frozen while Faust pauses a partition
 under back pressure — exactly when lag matters) and a ListOffsets answer
 refreshed every ``END_OFFSETS_EVERY_S`` by a separate client in a thread
-(some brokers undercount it: topologies/highwater.py).
+(some brokers undercount it: workarounds/highwater.py).
 
 ``/healthz`` answers while the event loop runs (liveness: a wedged loop stops
 answering and the orchestrator restarts it). ``/readyz`` answers 200 only
@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 from agents import guard
 from agents.metrics import Metrics
 from topologies.security import kafka_python_options
+from workarounds.stall_watch import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def _table_size(table: Any) -> tuple[int, int]:
     return keys, size
 
 
-def _watch_streams(app: faust.App, ends: EndOffsets, watch: guard.StallWatch) -> None:
+def _watch_streams(app: faust.App, ends: EndOffsets, watch: StallWatch) -> None:
     if not readiness(app).ready:
         watch.reset()
         return
@@ -288,13 +289,13 @@ def install(
     """Add /healthz, /readyz, the scrape-time collector and the info gauges.
 
     ``stall_restart_s`` > 0: fail-stop (re-execute) when an assigned stream
-    partition is behind and has not moved for that long (``agents.guard.StallWatch``).
+    partition is behind and has not moved for that long (``agents.StallWatch``).
     """
     metrics.set_info(rules_version, build_labels())
     ends = EndOffsets(bootstrap) if bootstrap else None
     metrics.registry.register(WorkerCollector(app, ends, edge_lag))
 
-    watch = guard.StallWatch(stall_restart_s) if stall_restart_s > 0 else None
+    watch = StallWatch(stall_restart_s) if stall_restart_s > 0 else None
     if ends is not None:
 
         @app.timer(interval=END_OFFSETS_EVERY_S, name="rewards-end-offsets")  # type: ignore[untyped-decorator]

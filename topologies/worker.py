@@ -17,11 +17,12 @@ import faust
 from agents import guard
 from rewards.rulebook import load_rules
 from topologies import topics
-from topologies.admin import ensure_topics, seed_group_offsets, wait_for_broker
+from topologies.admin import ensure_topics, wait_for_broker
 from topologies.app import build_app
 from topologies.logs import logging_config, resolve
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
+from workarounds.seed_offsets import seed_group_offsets
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class _Worker(faust.Worker):
 
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
-    KafkaSecurity()  # an invalid REWARDS_KAFKA_* setting stops startup, naming the field
+    security = KafkaSecurity()  # an invalid REWARDS_KAFKA_* setting stops startup, naming it
     log_config = logging_config(resolve(settings.log_format), settings.log_level)
     if log_config is not None:  # one JSON object a line from the first line on
         logging.config.dictConfig(copy.deepcopy(log_config))  # dictConfig consumes its dict
@@ -81,10 +82,10 @@ def run_worker(settings: Settings) -> int:
     internal = topics.Internal(settings.app_id)
     streams = [internal.by_payer, internal.by_pair]
     # The agents' input topics, made here so that their partitions can be given a
-    # committed offset before Faust first reads them (topologies.admin.seed_group_offsets).
+    # committed offset before Faust first reads them (workarounds.seed_offsets).
     wait_for_broker(servers)
     ensure_topics(servers, dict.fromkeys(streams, settings.partitions), settings.replication_factor)
-    seed_group_offsets(servers, settings.app_id, streams)
+    seed_group_offsets(servers, settings.app_id, streams, security.kafka_python())
     prepare_state_dir(settings.data_dir)
     banner = (
         f"upi-rewards worker: rules {book.version!r} ({len(book.spec.rules)} rules, "

@@ -1,7 +1,7 @@
 """Plumbing for the fault-injection suite: a real broker, real workers, the wallet, the oracle.
 
 Nothing is mocked. A scenario starts a broker (REWARDS_TEST_BROKER: tansu or kafka) and worker
-processes (``python -m topologies.cli worker``), produces a generated feed,
+processes (``python -m tools.cli worker``), produces a generated feed,
 injects its fault (kill -9, SIGSTOP of the broker, SIGTERM, hostile bytes),
 waits until the consumer group has committed every input it was given, then
 runs the reference wallet (``upi-rewards wallet``) over ``rewards.coin-grants``
@@ -35,17 +35,18 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from rewards.feedgen import generate
+from brokers.launcher import Broker, engine_from_env, free_port, make_broker
 from rewards.rulebook import RuleBook, load_rules
 from rewards.simulate import Simulation, simulate
 from rewards.state import comparable, decode_user
-from rewards.wallet import Totals, WalletLedger
 from tests.integration.conftest import Worker, WorkerFactory
+from tools.feed import FeedStats, produce_feed
+from tools.feedgen import generate
+from tools.processes import stop_process
+from tools.topic_io import assign_from_start
+from tools.wallet_ledger import Totals, WalletLedger
 from topologies import topics
-from topologies.admin import assign_from_start, ensure_topics
-from topologies.broker import Broker, engine_from_env, free_port, make_broker
-from topologies.feed import FeedStats, produce_feed
-from topologies.processes import stop_process
+from topologies.admin import ensure_topics
 from topologies.settings import DEFAULT_RULES
 
 GROUP = "upi-rewards"  # the workers' consumer group (Settings.app_id)
@@ -368,7 +369,7 @@ class WalletProcess:
         return [
             sys.executable,
             "-m",
-            "topologies.cli",
+            "tools.cli",
             "wallet",
             "--db",
             str(self.db),

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import orjson
 
-from rewards.feedgen import generate
 from rewards.validate import Source, decode
 from schemas.dead_letter import DeadLetter
 from tests.chaos.harness import (
@@ -30,8 +29,9 @@ from tests.chaos.harness import (
     read_topic,
 )
 from tests.chaos.hostile import hostile
+from tools.feedgen import generate
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import producer
 
 
 def _drain_timeout(events: int) -> float:

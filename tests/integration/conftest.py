@@ -1,7 +1,7 @@
 """Shared fixtures: a real broker and real worker processes, over TCP.
 
 The broker engine comes from ``REWARDS_TEST_BROKER`` (``tansu``, the default,
-or ``kafka``: Apache Kafka, see topologies/broker.py). Each test gets its own
+or ``kafka``: Apache Kafka, see brokers/launcher.py). Each test gets its own
 broker (topics are fixed by contract, so isolation is per broker) and starts
 workers as subprocesses through the installed CLI.
 """
@@ -22,10 +22,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from brokers.launcher import Broker, engine_from_env, free_port, make_broker
+from tools.processes import stop_process
+from tools.topic_io import TopicTail
 from topologies import topics
-from topologies.admin import TopicTail, ensure_topics
-from topologies.broker import Broker, engine_from_env, free_port, make_broker
-from topologies.processes import stop_process
+from topologies.admin import ensure_topics
 
 PARTITIONS = 4
 
@@ -83,7 +84,7 @@ class WorkerFactory:
         cmd = [
             sys.executable,
             "-m",
-            "topologies.cli",
+            "tools.cli",
             "worker",
             "--bootstrap",
             self.broker.bootstrap,

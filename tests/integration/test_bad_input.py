@@ -8,8 +8,8 @@ import json
 import orjson
 
 from tests.integration.conftest import wait_for_outputs
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import producer
 
 GOOD = {
     "txn_id": "GOOD-1",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from brokers.launcher import engine_from_env, free_port, port_in_use
 from topologies.admin import ensure_topics, wait_for_broker
-from topologies.broker import engine_from_env, free_port, port_in_use
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
@@ -20,7 +20,7 @@ def test_broker_command_serves_metadata_and_stops_on_a_signal(tmp_path: Path, si
     log = tmp_path / "broker.log"
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "topologies.cli", "broker", "--engine", engine_from_env()),
+            *(sys.executable, "-m", "tools.cli", "broker", "--engine", engine_from_env()),
             *("--port", str(port), "--log", str(log)),
         ],
         stdout=subprocess.PIPE,

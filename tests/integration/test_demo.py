@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from brokers.launcher import engine_from_env, free_port
 from tests.integration.conftest import wait_for_outputs
 from topologies import topics
-from topologies.broker import engine_from_env, free_port
 
 
 def test_demo_accounts_for_every_message_and_stops_cleanly():
@@ -22,7 +22,7 @@ def test_demo_accounts_for_every_message_and_stops_cleanly():
         [
             sys.executable,
             "-m",
-            "topologies.cli",
+            "tools.cli",
             "demo",
             "--engine",
             engine_from_env(),
@@ -50,7 +50,7 @@ def test_feed_command_produces_the_requested_count(broker, workers):
         [
             sys.executable,
             "-m",
-            "topologies.cli",
+            "tools.cli",
             "feed",
             "--count",
             "500",
@@ -99,7 +99,7 @@ def _alive(pid: int) -> bool:
 def test_a_signal_to_the_demo_alone_stops_its_broker_and_worker(sig: int):
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "topologies.cli", "demo", "--engine", engine_from_env()),
+            *(sys.executable, "-m", "tools.cli", "demo", "--engine", engine_from_env()),
             *("--count", "200000", "--web-port", str(free_port()), "--timeout", "300"),
         ],
         stdout=subprocess.PIPE,

@@ -18,7 +18,6 @@ from collections import Counter
 
 import orjson
 
-from rewards.feedgen import generate
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from rewards.validate import Source, decode
@@ -27,8 +26,9 @@ from schemas.grant import CoinGrant
 from schemas.transaction import Transaction
 from tests.integration.conftest import wait_for_outputs
 from tests.oracle import expected, expected_balances
+from tools.feedgen import generate
+from tools.topic_io import TopicTail, producer
 from topologies import topics
-from topologies.admin import TopicTail, producer
 from topologies.settings import DEFAULT_RULES
 
 COUNT = 8000
@@ -108,7 +108,7 @@ def test_every_farmer_flagged_no_honest_user_and_coins_equal_the_oracle(broker, 
 
 def test_feed_command_writes_the_farming_ground_truth(broker, tmp_path):
     truth_file = tmp_path / "truth.json"
-    cmd = [sys.executable, "-m", "topologies.cli", "feed", "--count", "3000"]
+    cmd = [sys.executable, "-m", "tools.cli", "feed", "--count", "3000"]
     cmd += ["--fraud-share", "0.1", "--truth", str(truth_file), "--bootstrap", broker.bootstrap]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     truth = json.loads(truth_file.read_text())

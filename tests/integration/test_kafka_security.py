@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from rewards.feedgen import generate
+from brokers.launcher import KafkaBroker, engine_from_env, free_port
 from tests.integration.conftest import PARTITIONS, WorkerFactory, wait_for_outputs
+from tools.feedgen import generate
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import ensure_topics, producer
-from topologies.broker import KafkaBroker, engine_from_env, free_port
+from topologies.admin import ensure_topics
 
 pytestmark = [
     pytest.mark.integration,
@@ -103,7 +104,7 @@ def test_worker_and_tools_authenticate_and_never_print_the_secret(
                 [
                     sys.executable,
                     "-m",
-                    "topologies.cli",
+                    "tools.cli",
                     *args,
                     "--bootstrap",
                     sasl_broker.bootstrap,
@@ -129,7 +130,7 @@ def test_a_wrong_password_is_refused_without_printing_it(
     monkeypatch.setenv("REWARDS_KAFKA_SASL_PASSWORD", wrong)
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "topologies.cli", "feed", "--count", "5"),
+            *(sys.executable, "-m", "tools.cli", "feed", "--count", "5"),
             *("--bootstrap", sasl_broker.bootstrap),
         ],
         capture_output=True,

@@ -10,10 +10,10 @@ from datetime import datetime
 import orjson
 import pytest
 
-from rewards.feedgen import generate
 from tests.integration.conftest import wait_for_outputs
+from tools.feedgen import generate
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import producer
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,15 @@ from collections import Counter, defaultdict
 
 import orjson
 
-from rewards.feedgen import generate
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
 from schemas.dead_letter import DeadLetterReason
 from schemas.transaction import Transaction
 from tests.integration.conftest import wait_for_outputs
 from tests.oracle import expected, expected_balances
+from tools.feedgen import generate
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import producer
 from topologies.settings import DEFAULT_RULES
 
 COUNT = 6000

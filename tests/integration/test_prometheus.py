@@ -25,13 +25,13 @@ import orjson
 import pytest
 import yaml
 
+from brokers.launcher import free_port
 from rewards.rulebook import load_rules
 from tests.integration.conftest import wait_for_outputs
 from tests.prom import RULES, PrometheusServer, ensure_prometheus, promtool
 from tests.unit.test_deploy import DASHBOARD, dashboard_metric_names
+from tools.feed import produce_feed
 from topologies import topics
-from topologies.broker import free_port
-from topologies.feed import produce_feed
 from topologies.settings import DEFAULT_RULES
 
 COUNT = 4000

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from tests.integration.conftest import wait_for_outputs
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import producer
 
 
 def payment(txn_id: str, amount: int, when: str = "2026-11-22T12:00:00+05:30") -> bytes:

@@ -1,4 +1,4 @@
-"""The replay tool of docs/operations.md (``topologies.replay``) on a real broker.
+"""The replay tool of docs/operations.md (``tools.replay``) on a real broker.
 
 It must refuse while a worker is in the group (the worker's next commit would
 undo the reset), and move a group's committed offsets on the input topic to
@@ -19,9 +19,9 @@ import pytest
 from kafka import KafkaAdminClient
 
 from tests.integration.conftest import PARTITIONS
+from tools.feed import produce_feed
+from tools.replay import GroupNotEmpty, main, reset_offsets
 from topologies import topics
-from topologies.feed import produce_feed
-from topologies.replay import GroupNotEmpty, main, reset_offsets
 
 COUNT = 400
 

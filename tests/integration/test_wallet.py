@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from tests.unit.test_wallet import grant
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import producer
 
 
 def wallet(bootstrap: str, db: Path, *extra: str) -> str:
-    cmd = [sys.executable, "-m", "topologies.cli", "wallet", "--db", str(db)]
+    cmd = [sys.executable, "-m", "tools.cli", "wallet", "--db", str(db)]
     cmd += ["--bootstrap", bootstrap, "--until-idle", "2", "--summary", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
     return done.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from topologies.broker import EmbeddedBroker, KafkaBroker, engine_from_env, make_broker
+from brokers.launcher import EmbeddedBroker, KafkaBroker, engine_from_env, make_broker
 
 
 def test_engine_defaults_to_tansu(monkeypatch: pytest.MonkeyPatch):

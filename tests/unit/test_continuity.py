@@ -1,4 +1,4 @@
-"""agents.continuity: a record Faust never delivered stops the stage before anything is acked."""
+"""workarounds.continuity: a record Faust never delivered stops the stage before any ack."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agents.continuity import Continuity, RecordSkipped, fail_on_gap
+from workarounds.continuity import Continuity, RecordSkipped, fail_on_gap
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def test_count_policy_reports_and_carries_on() -> None:
 
 def test_the_first_record_after_a_rebalance_must_be_at_the_committed_offset():
     """A record skipped right at a rebalance: delivered 8 where the group committed 7."""
-    from agents.continuity import Continuity, RecordSkipped
+    from workarounds.continuity import Continuity, RecordSkipped
 
     generation = [1]
     committed = {("t", 0): 7, ("t", 1): None}

@@ -6,9 +6,9 @@ from collections import Counter
 from itertools import islice
 from zoneinfo import ZoneInfo
 
-from rewards.feedgen import generate
 from rewards.validate import Source, decode
 from schemas.transaction import Transaction
+from tools.feedgen import generate
 
 
 def decoded(n: int, seed: int, **kw):

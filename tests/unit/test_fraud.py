@@ -12,7 +12,6 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.feedgen import generate
 from rewards.ledger import Effects, MemoryState, process
 from rewards.rulebook import RuleBook, parse_rules
 from rewards.simulate import simulate
@@ -23,6 +22,7 @@ from schemas.grant import GrantKind, GrantReason
 from schemas.transaction import Transaction
 from tests.oracle import expected, expected_balances
 from tests.unit.helpers import book, raw, refund, txn
+from tools.feedgen import generate
 from topologies.settings import DEFAULT_RULES
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 09:30 IST

@@ -179,7 +179,7 @@ def test_a_fail_stop_during_a_stop_exits_without_re_executing() -> None:
 
 
 def test_stall_watch_fires_only_for_a_partition_behind_and_not_moving():
-    from agents.guard import StallWatch, StreamStalled
+    from workarounds.stall_watch import StallWatch, StreamStalled
 
     now = [0.0]
     watch = StallWatch(45.0, clock=lambda: now[0])

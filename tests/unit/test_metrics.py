@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 
 from agents.decide import _observe
 from agents.metrics import Metrics
-from rewards.feedgen import generate
 from rewards.ledger import replay
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
@@ -27,6 +26,7 @@ from schemas.dead_letter import DeadLetter, DeadLetterReason
 from schemas.decision import Outcome
 from schemas.fraud_alert import FraudRule
 from schemas.grant import GrantKind
+from tools.feedgen import generate
 from topologies import health
 from topologies.settings import DEFAULT_RULES
 

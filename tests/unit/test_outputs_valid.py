@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from rewards.feedgen import generate
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from schemas.decision import Decision
 from schemas.fraud_alert import FraudAlert
 from schemas.grant import CoinGrant
+from tools.feedgen import generate
 from topologies.settings import DEFAULT_RULES
 
 

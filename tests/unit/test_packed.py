@@ -6,7 +6,6 @@ import pytest
 
 from agents.edge import route
 from agents.partitioning import PairPartitioner, Partitioner
-from rewards.feedgen import generate
 from schemas.flag import FraudFlag, Violation
 from schemas.fraud_alert import FraudRule
 from schemas.packed import (
@@ -17,6 +16,7 @@ from schemas.packed import (
     decode_txn_pack,
     encode_pack,
 )
+from tools.feedgen import generate
 
 
 def test_trusted_decode_equals_validation_over_a_feed():

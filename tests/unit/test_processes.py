@@ -1,4 +1,4 @@
-"""topologies.processes.stop_process: signal, bounded wait, then SIGKILL."""
+"""tools.processes.stop_process: signal, bounded wait, then SIGKILL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from topologies.processes import stop_process
+from tools.processes import stop_process
 
 
 def test_a_child_that_obeys_sigterm_exits_by_it() -> None:

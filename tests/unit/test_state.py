@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rewards.circular import PairState
-from rewards.feedgen import generate
 from rewards.fraud import FraudState
 from rewards.ledger import (
     _make_alert,
@@ -39,6 +38,7 @@ from schemas.decision import Decision, Outcome, Reason
 from schemas.fraud_alert import FraudAlert, FraudRule
 from schemas.grant import CoinGrant, GrantKind, GrantReason, RuleCoins
 from tests.unit.helpers import txn
+from tools.feedgen import generate
 from topologies.settings import DEFAULT_RULES
 
 ids = st.text("ABCXYZ0123456789._:-", min_size=1, max_size=30)

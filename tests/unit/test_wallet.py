@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.wallet import Record, WalletLedger
+from tools.wallet_ledger import Record, WalletLedger
 
 TOPIC = "rewards.coin-grants"
 

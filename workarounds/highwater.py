@@ -22,15 +22,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from topologies.security import aiokafka_options
-
 log = logging.getLogger(__name__)
 
 _original = AIOKafkaConsumerThread._highwaters
 
 
 async def true_end_offsets(
-    bootstrap: Any, reported: Mapping[TopicPartition, int], timeout_ms: int = 2000
+    bootstrap: Any,
+    reported: Mapping[TopicPartition, int],
+    client_options: Mapping[str, Any],
+    timeout_ms: int = 2000,
 ) -> dict[TopicPartition, int]:
     """Return, per partition, max(reported end offset, Fetch high watermark)."""
     out = dict(reported)
@@ -38,7 +39,7 @@ async def true_end_offsets(
     if not probe:
         return out
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **aiokafka_options()
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **client_options
     )
     await consumer.start()
     try:
@@ -63,15 +64,19 @@ async def true_end_offsets(
     return out
 
 
-async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[TopicPartition]) -> Any:
-    reported = await _original(self, partitions)
-    if self.consumer.in_transaction:
-        return reported
-    consumer = self._ensure_consumer()
-    bootstrap = consumer._client._bootstrap_servers
-    return await true_end_offsets(bootstrap, reported)
+def install(client_options: Mapping[str, Any]) -> None:
+    """Make Faust's recovery use the corrected end offsets (idempotent).
 
+    ``client_options``: the aiokafka security options (``topologies.security``)
+    for the probe consumer.
+    """
 
-def install() -> None:
-    """Make Faust's recovery use the corrected end offsets (idempotent)."""
-    AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+    async def highwaters(self: AIOKafkaConsumerThread, partitions: list[TopicPartition]) -> Any:
+        reported = await _original(self, partitions)
+        if self.consumer.in_transaction:
+            return reported
+        consumer = self._ensure_consumer()
+        bootstrap = consumer._client._bootstrap_servers
+        return await true_end_offsets(bootstrap, reported, client_options)
+
+    AIOKafkaConsumerThread._highwaters = highwaters  # type: ignore[method-assign]

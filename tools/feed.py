@@ -1,4 +1,4 @@
-"""Produce the synthetic feed (``rewards.feedgen``) to the broker, optionally paced."""
+"""Produce the synthetic feed (``tools.feedgen``) to the broker, optionally paced."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import orjson
 
-from rewards.feedgen import generate
+from tools.feedgen import generate
+from tools.topic_io import producer
 from topologies import topics
-from topologies.admin import producer
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 It reads every partition with ``assign()`` and no consumer group, and keeps
 its positions in the SQLite file next to the ledger rows, written in the same
-transaction (``rewards.wallet``). So a kill -9 of the wallet at any moment is
+transaction (``tools.wallet_ledger``). So a kill -9 of the wallet at any moment is
 harmless: on restart it resumes exactly where its last committed rows end. No
 group also means no join round (Tansu makes a new group's first join wait out
 the rebalance timeout) and nothing to clean up on the broker.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from rewards.wallet import Record, Totals, WalletLedger
+from tools.wallet_ledger import Record, Totals, WalletLedger
 from topologies import topics
 from topologies.security import kafka_python_options
 

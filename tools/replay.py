@@ -9,9 +9,9 @@ moved: the internal re-keyed topics and changelogs keep their offsets.
 Kafka only lets a group's offsets change while the group has no members, so
 stop every worker first; this refuses to run otherwise.
 
-    python -m topologies.replay --bootstrap HOST:PORT --to-earliest
-    python -m topologies.replay --bootstrap HOST:PORT --to-offset 120000 --partition 3
-    python -m topologies.replay --bootstrap HOST:PORT --to-time 2026-11-26T09:00:00+05:30
+    python -m tools.replay --bootstrap HOST:PORT --to-earliest
+    python -m tools.replay --bootstrap HOST:PORT --to-offset 120000 --partition 3
+    python -m tools.replay --bootstrap HOST:PORT --to-time 2026-11-26T09:00:00+05:30
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from topologies import topics
-from topologies.admin import GroupAdmin
 from topologies.security import kafka_python_options
 from topologies.settings import Settings
+from workarounds.group_admin import GroupAdmin
 
 
 class GroupNotEmpty(RuntimeError):
@@ -87,7 +87,7 @@ def reset_offsets(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m topologies.replay", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tools.replay", description=__doc__)
     p.add_argument("--bootstrap", help="default: REWARDS_KAFKA_BOOTSTRAP_SERVERS")
     p.add_argument(
         "--group", help="consumer group (default: the ingest edge's, <REWARDS_APP_ID>-ingest)"

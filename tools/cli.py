@@ -30,8 +30,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from topologies.broker import ROOT, make_broker
-    from topologies.processes import stop_on_signals
+    from brokers.launcher import ROOT, make_broker
+    from tools.processes import stop_on_signals
 
     stop_on_signals()  # like Ctrl-C: the broker goes down with us
     log = args.log
@@ -82,7 +82,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_feed(args: argparse.Namespace) -> int:
-    from topologies.feed import produce_feed
+    from tools.feed import produce_feed
 
     settings = _settings(args)
     stats = produce_feed(
@@ -105,9 +105,9 @@ def cmd_feed(args: argparse.Namespace) -> int:
 
 
 def cmd_wallet(args: argparse.Namespace) -> int:
-    from rewards.wallet import WalletLedger
-    from topologies.processes import stop_on_signals
-    from topologies.wallet import dump_balances, run_wallet, summary_lines
+    from tools.processes import stop_on_signals
+    from tools.wallet import dump_balances, run_wallet, summary_lines
+    from tools.wallet_ledger import WalletLedger
 
     stop_on_signals()  # an open SQLite transaction rolls back; rows+offsets stay paired
     settings = _settings(args)
@@ -130,7 +130,7 @@ def cmd_wallet(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from topologies.demo import run_demo
+    from tools.demo import run_demo
 
     return run_demo(args)
 

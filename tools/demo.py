@@ -23,11 +23,12 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer
 
+from brokers.launcher import free_port, make_broker, port_in_use
+from tools.feed import FeedStats, produce_feed
+from tools.processes import stop_on_signals, stop_process
+from tools.topic_io import assign_from_start
 from topologies import topics
-from topologies.admin import assign_from_start, ensure_topics
-from topologies.broker import free_port, make_broker, port_in_use
-from topologies.feed import FeedStats, produce_feed
-from topologies.processes import stop_on_signals, stop_process
+from topologies.admin import ensure_topics
 from topologies.security import kafka_python_options
 
 PARTITIONS = 8
@@ -183,7 +184,7 @@ def run_demo(args: argparse.Namespace) -> int:
         }
         worker_log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
         worker = subprocess.Popen(
-            [sys.executable, "-m", "topologies.cli", "worker"],
+            [sys.executable, "-m", "tools.cli", "worker"],
             env=env,
             stdout=worker_log,
             stderr=subprocess.STDOUT,

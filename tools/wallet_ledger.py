@@ -1,6 +1,6 @@
 """The wallet side of the contract, as a reference: apply each ``grant_id`` at most once.
 
-Pure (SQLite only, no Kafka): ``topologies.wallet`` feeds it records read from
+Pure (SQLite only, no Kafka): ``tools.wallet`` feeds it records read from
 ``rewards.coin-grants``. The pipeline is at-least-once (a crash repeats outputs,
 with the same ids; docs/contracts.md), so the wallet must dedupe. Here the
 ledger table has ``grant_id`` as its PRIMARY KEY, and the records of one poll

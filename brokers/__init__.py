@@ -1,0 +1,1 @@
+"""Development brokers on loopback: Tansu (embedded) and Apache Kafka (KRaft)."""
