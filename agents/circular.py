@@ -20,6 +20,7 @@ from faust.types import EventT, StreamT
 
 from agents import dead_letters
 from agents.checkpoint import Checkpoint, Sender
+from agents.context import StageContext, StageTopics
 from agents.guard import run_batches
 from agents.metrics import Metrics
 from agents.partitioning import Partitioner
@@ -37,16 +38,15 @@ class CircularBatch:
         self,
         sender: Sender,
         store: PartitionStore,
-        by_payer: str,
+        topics: StageTopics,
         partitioner: Partitioner,
-        dead_letter_topic: str,
         window_ms: int,
         lateness_ms: int,
         metrics: Metrics,
     ) -> None:
         self.checkpoint = Checkpoint(sender, store, metrics.timing("circular"))
-        self.store, self.by_payer, self.partitioner = store, by_payer, partitioner
-        self.dead_letter_topic = dead_letter_topic
+        self.store, self.partitioner = store, partitioner
+        self.by_payer, self.dead_letter_topic = topics.by_payer, topics.dead_letters
         self.window_ms, self.lateness_ms, self.metrics = window_ms, lateness_ms, metrics
         self.pairs: dict[str, tuple[int, PairState]] = {}
         self.applied: dict[str, list[PairPayment]] = {}
@@ -111,37 +111,25 @@ class CircularBatch:
 
 
 def attach_circular(
-    app: faust.App,
-    sender: Sender,
+    ctx: StageContext,
     by_pair: faust.types.TopicT,
     store: PartitionStore,
-    by_payer: str,
-    partitions: int,
-    dead_letter_topic: str,
     window_ms: int,
     lateness_ms: int,
-    metrics: Metrics,
-    batch_max: int,
-    within_s: float,
 ) -> None:
-    partitioner = Partitioner(partitions)
+    partitioner = Partitioner(ctx.partitions)
 
     async def circular_batch(events: Sequence[EventT[bytes]]) -> None:
         batch = CircularBatch(
-            sender,
-            store,
-            by_payer,
-            partitioner,
-            dead_letter_topic,
-            window_ms,
-            lateness_ms,
-            metrics,
+            ctx.sender, store, ctx.topics, partitioner, window_ms, lateness_ms, ctx.metrics
         )
         for event in events:
             msg = event.message
             await batch.pack(msg.topic, msg.partition, msg.offset, msg.value)
         await batch.commit()
 
+    app = ctx.app
+
     @app.agent(by_pair, name="circular")
     async def circular(stream: StreamT[bytes]) -> None:
-        await run_batches(app, "circular", stream, circular_batch, batch_max, within_s)
+        await run_batches(app, "circular", stream, circular_batch, ctx.batch_max, ctx.within_s)

@@ -24,6 +24,7 @@ from faust.types import EventT, StreamT
 
 from agents import dead_letters
 from agents.checkpoint import Checkpoint, Sender
+from agents.context import StageContext, StageTopics
 from agents.guard import run_batches
 from agents.metrics import Metrics
 from agents.store import PartitionStore, StateCache
@@ -35,14 +36,6 @@ from schemas.dead_letter import DeadLetter
 from schemas.flag import FraudFlag
 from schemas.packed import decode_txn_pack
 from schemas.routed import RoutedTransaction
-
-
-@dataclass(frozen=True)
-class DecideTopics:
-    grants: str
-    decisions: str
-    alerts: str
-    dead_letters: str
 
 
 @dataclass
@@ -68,7 +61,7 @@ class DecideBatch:
         self,
         sender: Sender,
         store: PartitionStore,
-        topics: DecideTopics,
+        topics: StageTopics,
         book: RuleBook,
         metrics: Metrics,
         cache: StateCache | None = None,
@@ -167,21 +160,17 @@ class DecideBatch:
 
 
 def attach_decide(
-    app: faust.App,
-    sender: Sender,
+    ctx: StageContext,
     by_payer: faust.types.TopicT,
     store: PartitionStore,
-    topics: DecideTopics,
     book: RuleBook,
-    metrics: Metrics,
-    batch_max: int,
-    within_s: float,
     cache_users: int = 0,
 ) -> None:
+    app = ctx.app
     cache = StateCache(cache_users, lambda: int(app.consumer_generation_id))
 
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        batch = DecideBatch(sender, store, topics, book, metrics, cache)
+        batch = DecideBatch(ctx.sender, store, ctx.topics, book, ctx.metrics, cache)
         for event in events:
             msg = event.message
             await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)
@@ -189,7 +178,7 @@ def attach_decide(
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
-        await run_batches(app, "decide", stream, decide_batch, batch_max, within_s)
+        await run_batches(app, "decide", stream, decide_batch, ctx.batch_max, ctx.within_s)
 
 
 def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:

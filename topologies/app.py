@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.checkpoint import faust_sender
 from agents.circular import attach_circular
-from agents.decide import DecideTopics, attach_decide
+from agents.context import StageContext, StageTopics
+from agents.decide import attach_decide
 from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
 from agents.store import FaustTableStore
@@ -60,7 +61,6 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         web_port=settings.web_port,
     )
     metrics = metrics or Metrics()
-    within_s = settings.batch_within_ms / 1000
     by_payer = app.topic(
         internal.by_payer,
         partitions=settings.partitions,
@@ -84,7 +84,21 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         value_type=bytes,
         options=store_options,
     )
-    sender = faust_sender(app)
+    ctx = StageContext(
+        app=app,
+        sender=faust_sender(app),
+        metrics=metrics,
+        topics=StageTopics(
+            by_payer=internal.by_payer,
+            grants=topics.COIN_GRANTS,
+            decisions=topics.DECISIONS,
+            alerts=topics.FRAUD_ALERTS,
+            dead_letters=topics.DEAD_LETTERS,
+        ),
+        partitions=settings.partitions,
+        batch_max=settings.pack_batch_max,
+        within_s=settings.batch_within_ms / 1000,
+    )
     circular_ms = book.fraud.circular_ms
     if circular_ms is not None:
         by_pair = app.topic(
@@ -101,37 +115,9 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             value_type=bytes,
             options=store_options,
         )
-        attach_circular(
-            app,
-            sender,
-            by_pair,
-            FaustTableStore(pairs),
-            internal.by_payer,
-            settings.partitions,
-            topics.DEAD_LETTERS,
-            circular_ms,
-            book.fraud.pair_late_ms,
-            metrics,
-            settings.pack_batch_max,
-            within_s,
-        )
-    decide_topics = DecideTopics(
-        grants=topics.COIN_GRANTS,
-        decisions=topics.DECISIONS,
-        alerts=topics.FRAUD_ALERTS,
-        dead_letters=topics.DEAD_LETTERS,
-    )
+        attach_circular(ctx, by_pair, FaustTableStore(pairs), circular_ms, book.fraud.pair_late_ms)
     attach_decide(
-        app,
-        sender,
-        by_payer,
-        FaustTableStore(state),
-        decide_topics,
-        book,
-        metrics,
-        settings.pack_batch_max,
-        within_s,
-        cache_users=settings.state_cache_users,
+        ctx, by_payer, FaustTableStore(state), book, cache_users=settings.state_cache_users
     )
     edge = Edge(
         EdgeConfig(
