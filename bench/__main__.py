@@ -65,8 +65,9 @@ from rewards.ledger import SEP
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from tools.feedgen import FeedMessage, generate
+from tools.launch import spawn_worker
 from tools.processes import stop_on_signals, stop_process
-from tools.topic_io import assign_from_start
+from tools.topic_io import TopicReader
 from topologies import topics
 from topologies.admin import ensure_topics
 from topologies.settings import DEFAULT_RULES
@@ -208,35 +209,15 @@ def read_topics(
     bootstrap: str, names: list[str], expected: int, timeout: float = 300
 ) -> list[tuple[str, int, bytes | None, bytes | None]]:
     """Every record of ``names`` as (topic, timestamp ms, key, value), at least ``expected``."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=[bootstrap],
-        group_id=None,
-        enable_auto_commit=False,
+    with TopicReader(
+        [bootstrap],
+        names,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         check_crcs=False,  # kafka-python's CRC is pure Python: minutes for 200k records
         fetch_max_bytes=32 * 1024 * 1024,
-    )
-    assign_from_start(consumer, names)
-    out: list[tuple[str, int, bytes | None, bytes | None]] = []
-    deadline = time.monotonic() + timeout
-    quiet_until = None
-    try:
-        while True:
-            got = 0
-            for tp, batch in consumer.poll(timeout_ms=300, max_records=20_000).items():
-                out.extend((tp.topic, r.timestamp, r.key, r.value) for r in batch)
-                got += len(batch)
-            if len(out) >= expected:
-                if got == 0:
-                    quiet_until = quiet_until or time.monotonic() + 1.0
-                    if time.monotonic() > quiet_until:
-                        return out
-                else:
-                    quiet_until = None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(out)} of {expected} records from {names}")
-    finally:
-        consumer.close()
+    ) as reader:
+        records = reader.drain(expected, timeout)
+    return [(topic, r.timestamp, r.key, r.value) for topic, r in records]
 
 
 def end_offsets_total(bootstrap: str, names: list[str]) -> int:
@@ -491,11 +472,9 @@ def start_worker(
     run: Run, data_dir: Path, name: str, extra_env: dict[str, str] | None = None
 ) -> Worker:
     port = free_port()
-    proc = run.spawn(
-        ["-m", "tools.cli", "worker"],
-        {**worker_env(run, data_dir, port), **(extra_env or {})},
-        name,
-    )
+    env = {**worker_env(run, data_dir, port), **(extra_env or {})}
+    proc = spawn_worker(run.work / f"{name}.log", env=env, cwd=ROOT)
+    run.procs.append(proc)
     return proc, port
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import shutil
 import signal
 import subprocess
@@ -21,15 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer
 
 from brokers.launcher import free_port, make_broker, port_in_use
 from tools.feed import FeedStats, produce_feed
+from tools.launch import spawn_worker
 from tools.processes import stop_on_signals, stop_process
-from tools.topic_io import assign_from_start
+from tools.topic_io import TopicReader
 from topologies import topics
 from topologies.admin import ensure_topics
-from topologies.security import kafka_python_options
 
 PARTITIONS = 8
 
@@ -60,17 +58,10 @@ class Tally:
 
 
 def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
-    consumer = KafkaConsumer(
-        bootstrap_servers=[bootstrap],
-        group_id=None,
-        enable_auto_commit=False,
-        **kafka_python_options(),
-    )
     names = (topics.DECISIONS, topics.DEAD_LETTERS, topics.COIN_GRANTS, topics.FRAUD_ALERTS)
-    assign_from_start(consumer, names, unknown=range(PARTITIONS))
-    try:
+    with TopicReader([bootstrap], names, unknown=range(PARTITIONS)) as reader:
         while not stop.is_set():
-            for tp, records in consumer.poll(timeout_ms=200, max_records=5000).items():
+            for tp, records in reader.fetch(timeout_ms=200, max_records=5000).items():
                 now = time.monotonic()
                 for record in records:
                     doc = orjson.loads(record.value)
@@ -92,8 +83,6 @@ def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
                 if tp.topic in (topics.DECISIONS, topics.DEAD_LETTERS) and records:
                     tally.first_at = tally.first_at or now
                     tally.last_at = now
-    finally:
-        consumer.close()
 
 
 def _line(elapsed: float, sent: int, tally: Tally) -> str:
@@ -175,21 +164,13 @@ def run_demo(args: argparse.Namespace) -> int:
             {topics.TRANSACTIONS: PARTITIONS, **{name: PARTITIONS for name in topics.OUTPUTS}},
         )
         env = {
-            **os.environ,
             "REWARDS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "REWARDS_RULES_FILE": str(args.rules),
             "REWARDS_WEB_PORT": str(args.web_port),
             "REWARDS_DATA_DIR": str(workdir / "state"),
             "REWARDS_PARTITIONS": str(PARTITIONS),
         }
-        worker_log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "worker"],
-            env=env,
-            stdout=worker_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        worker = spawn_worker(workdir / "worker.log", env=env)
         print(f"worker  : pid {worker.pid}, metrics on http://127.0.0.1:{args.web_port}/metrics")
         print(f"logs    : {workdir}")
         tally = Tally()

@@ -43,7 +43,7 @@ from tests.integration.conftest import Worker, WorkerFactory
 from tools.feed import FeedStats, produce_feed
 from tools.feedgen import generate
 from tools.processes import stop_process
-from tools.topic_io import assign_from_start
+from tools.topic_io import TopicReader
 from tools.wallet_ledger import Totals, WalletLedger
 from topologies import topics
 from topologies.admin import ensure_topics
@@ -181,28 +181,9 @@ def read_topic(
     ``assign()`` and no group; reads until ``expect`` records (if given) and then
     until a quiet second. Counts come from consuming, never from end offsets.
     """
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False)
-    try:
-        assign_from_start(consumer, [topic])
-        out: list[tuple[int, int, bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout
-        quiet_since = time.monotonic()
-        while True:
-            got = consumer.poll(timeout_ms=300, max_records=20_000)
-            for tp, records in got.items():
-                out.extend((tp.partition, r.offset, r.key, r.value) for r in records)
-            now = time.monotonic()
-            if got:
-                quiet_since = now
-            enough = expect is None or len(out) >= expect
-            if enough and now - quiet_since > 1.0:
-                break
-            if now > deadline:
-                raise AssertionError(f"{topic}: read {len(out)} records, expected {expect}")
-        out.sort(key=lambda r: (r[0], r[1]))
-        return out
-    finally:
-        consumer.close()
+    with TopicReader([bootstrap], [topic]) as reader:
+        records = reader.drain(expect, timeout)
+    return sorted((r.partition, r.offset, r.key, r.value) for _, r in records)
 
 
 def replay(values: Iterable[bytes | None], book: RuleBook | None = None) -> Simulation:
@@ -217,11 +198,8 @@ class Tally:
     """Counts records per topic as they land (and keeps dead letters' feed positions)."""
 
     def __init__(self, bootstrap: str, names: Iterable[str] = topics.OUTPUTS) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False
-        )
-        assign_from_start(self.consumer, names)
-        self.counts: dict[str, int] = dict.fromkeys(names, 0)
+        self.reader = TopicReader([bootstrap], names)
+        self.counts: dict[str, int] = dict.fromkeys(self.reader.topics, 0)
         self.grant_ids: dict[str, int] = {}
         self.letters: list[dict[str, object]] = []
         self.decisions: list[dict[str, object]] = []
@@ -230,7 +208,7 @@ class Tally:
 
     def poll(self, timeout_ms: int = 200) -> int:
         got = 0
-        for tp, records in self.consumer.poll(timeout_ms=timeout_ms, max_records=20_000).items():
+        for tp, records in self.reader.fetch(timeout_ms=timeout_ms).items():
             self.counts[tp.topic] += len(records)
             got += len(records)
             for r in records:
@@ -262,7 +240,7 @@ class Tally:
                 quiet_until = time.monotonic() + quiet_s
 
     def close(self) -> None:
-        self.consumer.close()
+        self.reader.close()
 
 
 class Ends:

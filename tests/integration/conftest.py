@@ -8,10 +8,8 @@ workers as subprocesses through the installed CLI.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -23,6 +21,7 @@ import orjson
 import pytest
 
 from brokers.launcher import Broker, engine_from_env, free_port, make_broker
+from tools.launch import spawn_worker
 from tools.processes import stop_process
 from tools.topic_io import TopicTail
 from topologies import topics
@@ -81,28 +80,12 @@ class WorkerFactory:
         port = free_port()
         data = data_dir or self.tmp / f"state-{n}"
         log = self.tmp / f"worker-{n}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "tools.cli",
-            "worker",
-            "--bootstrap",
-            self.broker.bootstrap,
-            "--web-port",
-            str(port),
-            "--data-dir",
-            str(data),
-            "--partitions",
-            str(PARTITIONS),
+        flags = [
+            *("--bootstrap", self.broker.bootstrap, "--web-port", str(port)),
+            *("--data-dir", str(data), "--partitions", str(PARTITIONS)),
             *extra,
         ]
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
+        proc = spawn_worker(log, flags, env)
         worker = Worker(proc, port, log, data)
         self.started.append(worker)
         deadline = time.monotonic() + 60
