@@ -93,12 +93,7 @@ class KafkaSecurity(BaseSettings):
         options: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.tls:
             options["ssl_context"] = self.ssl_context()
-        if self.sasl:
-            options.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self._secret(self.sasl_password),
-            )
+        options.update(self._sasl_options())
         return options
 
     def kafka_python(self) -> dict[str, Any]:
@@ -112,13 +107,18 @@ class KafkaSecurity(BaseSettings):
                 ssl_keyfile=_path(self.ssl_keyfile),
                 ssl_password=self._secret(self.ssl_key_password),
             )
-        if self.sasl:
-            options.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self._secret(self.sasl_password),
-            )
+        options.update(self._sasl_options())
         return options
+
+    def _sasl_options(self) -> dict[str, Any]:
+        """The SASL keywords, spelt the same by aiokafka and kafka-python."""
+        if not self.sasl:
+            return {}
+        return {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self._secret(self.sasl_password),
+        }
 
     def faust_credentials(self) -> CredentialsT | None:
         """``broker_credentials`` for ``faust.App``; ``None`` for PLAINTEXT."""
