@@ -61,6 +61,32 @@ def _apply(item: RoutedTransaction | FraudFlag, book: RuleBook, state: UserState
     return process(item.txn, book, state, item.source)
 
 
+class BatchGate:
+    """Whether a decide batch is in flight, for readers that must see its state.
+
+    A batch's outputs are acknowledged before its records reach the local
+    store (``agents.checkpoint``): a reader that waits for the batch in flight
+    when it arrived (``settled``) sees every decision emitted before it.
+    """
+
+    def __init__(self) -> None:
+        self._running: asyncio.Event | None = None
+
+    def begin(self) -> None:
+        self._running = asyncio.Event()
+
+    def end(self) -> None:
+        if self._running is not None:
+            self._running.set()
+            self._running = None
+
+    async def settled(self) -> None:
+        """Return once the batch in flight now (if any) has committed or failed."""
+        running = self._running
+        if running is not None:
+            await running.wait()
+
+
 class DecideBatch:
     """One batch of the decide stage over ``PartitionStore``; no Faust in here."""
 
@@ -177,15 +203,21 @@ def attach_decide(
     batch_max: int,
     within_s: float,
     cache_users: int = 0,
+    gate: BatchGate | None = None,
 ) -> None:
     cache = StateCache(cache_users, lambda: int(app.consumer_generation_id))
+    gate = gate or BatchGate()
 
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        batch = DecideBatch(sender, store, topics, book, metrics, cache)
-        for event in events:
-            msg = event.message
-            await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)
-        await batch.commit()
+        gate.begin()
+        try:
+            batch = DecideBatch(sender, store, topics, book, metrics, cache)
+            for event in events:
+                msg = event.message
+                await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)
+            await batch.commit()
+        finally:
+            gate.end()
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:

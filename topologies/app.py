@@ -6,16 +6,17 @@ import faust
 import mode
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
+from faust.web.base import BlueprintManager
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.checkpoint import faust_sender
 from agents.circular import attach_circular
-from agents.decide import DecideTopics, attach_decide
+from agents.decide import BatchGate, DecideTopics, attach_decide
 from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
 from agents.store import FaustTableStore
 from rewards.rulebook import RuleBook
-from topologies import fetch_wait, health, highwater, topics
+from topologies import api, fetch_wait, health, highwater, topics
 from topologies.settings import Settings
 
 
@@ -51,6 +52,14 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         broker_max_poll_records=settings.max_poll_records,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         web_enabled=True,
+        # Faust's own views read tables, routes and stats with no authentication
+        # (``/table/<name>/<key>/`` returned a user's raw record): all off. The
+        # port serves /metrics, /healthz, /readyz and the token-guarded /v1 API.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -117,17 +126,20 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         alerts=topics.FRAUD_ALERTS,
         dead_letters=topics.DEAD_LETTERS,
     )
+    gate = BatchGate()
+    state_store = FaustTableStore(state)
     attach_decide(
         app,
         sender,
         by_payer,
-        FaustTableStore(state),
+        state_store,
         decide_topics,
         book,
         metrics,
         settings.pack_batch_max,
         within_s,
         cache_users=settings.state_cache_users,
+        gate=gate,
     )
     edge = Edge(
         EdgeConfig(
@@ -170,6 +182,27 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             body = generate_latest(metrics.registry)
             return view.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    # With every flag off Faust still mounts its index page at "/": no built-in view at all.
+    app.web.blueprints = BlueprintManager([])
+
+    def ready() -> tuple[bool, str]:
+        state = health.readiness(app)
+        return state.ready, state.why
+
+    api.install(
+        app,
+        book=book,
+        tokens_file=settings.api_tokens_file,
+        rate=settings.api_rate_limit,
+        partitions=settings.partitions,
+        by_payer=internal.by_payer,
+        table=internal.state_table,
+        read=state_store.get,
+        gate=gate,
+        metrics=metrics,
+        ready=ready,
+        forward_timeout_s=settings.api_forward_timeout_s,
+    )
     health.install(
         app,
         metrics,

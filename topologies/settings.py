@@ -95,6 +95,16 @@ class Settings(BaseSettings):
         description="re-execute the worker when an assigned stream partition is behind and has "
         "not moved for this long (a Faust consumer that stopped fetching it); 0 = off",
     )
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description="bearer tokens of the /v1 API, one a line ('#' comments); unset: /v1 is off",
+    )
+    api_rate_limit: float = Field(
+        default=50.0, gt=0, description="/v1 requests a second per token, per worker (then 429)"
+    )
+    api_forward_timeout_s: float = Field(
+        default=5.0, gt=0, description="how long a /v1 request forwarded to the owner may take"
+    )
     log_level: str = "info"
 
     def bootstrap_list(self) -> list[str]:
