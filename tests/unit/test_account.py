@@ -198,3 +198,41 @@ def test_payment_beyond_the_horizon_is_gone_and_the_horizon_says_so() -> None:
     assert isinstance(answer, PaymentNotFound)
     assert answer.reason is NotFoundReason.NOT_IN_STATE
     assert answer.state_horizon_from is not None and answer.state_horizon_from > "2026-09-01"
+
+
+@pytest.mark.parametrize("seed", [23, 5])
+def test_every_answer_of_a_simulated_feed_equals_the_oracle(seed: int) -> None:
+    from rewards.feedgen import generate
+    from rewards.rulebook import load_rules
+    from rewards.simulate import simulate
+    from rewards.validate import Source, decode
+    from tests.oracle import Accounts
+    from topologies.settings import DEFAULT_RULES
+
+    rules = load_rules(DEFAULT_RULES)
+    messages = [m.value for m in generate(3000, seed=seed, bad_share=0.0, fraud_share=0.05)]
+    sim = simulate(messages, rules)
+    valid = [decode(m, Source("t", 0, 0)) for m in messages]
+    oracle = Accounts([t for t in valid if isinstance(t, Transaction)], rules.spec)
+    assert set(sim.state) == set(oracle.users)
+    held = 0
+    for vpa, state in sim.state.items():
+        stored = decode_user(encode_user(state))
+        times = [at("2026-11-20T23:59:59+05:30"), at("2026-12-01T00:00:00+05:30")]
+        times += [
+            p.event_time
+            for p in [payment_answer(vpa, stored, rules, x) for x in stored.txns]
+            if isinstance(p, PaymentAnswer)
+        ][-3:]
+        for when in times:
+            got = rewards_answer(vpa, stored, rules, when).model_dump(mode="json")
+            assert got == oracle.rewards(vpa, when), (vpa, when)
+            held += got["hold"]["active"]
+        for txn_id in stored.txns:
+            answer = payment_answer(vpa, stored, rules, txn_id)
+            want = oracle.payment(vpa, txn_id)
+            if isinstance(answer, PaymentAnswer):
+                assert answer.model_dump(mode="json") == want, (vpa, txn_id)
+            else:
+                assert want is None
+    assert held > 0  # the feed's farmers are on hold at some of those times
