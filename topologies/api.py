@@ -338,7 +338,10 @@ def install(
     )
 
     def respond(view: View, reply: Reply) -> Response:
-        return view.bytes(reply.body, content_type="application/json", status=reply.status)
+        headers = {"Retry-After": "1"} if reply.status == 429 else None
+        return view.bytes(
+            reply.body, content_type="application/json", status=reply.status, headers=headers
+        )
 
     def _request_parts(request: Request) -> tuple[Mapping[str, str], Mapping[str, str], str]:
         raw: Any = request
