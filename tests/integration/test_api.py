@@ -28,6 +28,7 @@ from rewards.validate import Source, decode
 from schemas.transaction import Transaction
 from tests.integration.conftest import Worker, wait_for_outputs
 from tests.oracle import Accounts
+from tests.unit.test_openapi import openapi_errors
 from topologies import topics
 from topologies.admin import producer
 from topologies.settings import DEFAULT_RULES
@@ -128,6 +129,7 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
                     a, f"/v1/users/{quote(vpa.upper())}/rewards?at={quote(at.isoformat())}"
                 )
                 want = oracle.rewards(vpa, at)
+                assert status != 200 or openapi_errors(body, "RewardsAnswer") == [], body
                 if (status, body) != (200, want):
                     retry.append(vpa)
                     mismatches.append((vpa, at.isoformat(), status, body, want))
@@ -148,6 +150,7 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
     for vpa, txn_id in sample:
         status, body = ask(a, f"/v1/users/{quote(vpa)}/payments/{quote(txn_id)}")
         assert (status, body) == (200, oracle.payment(vpa, txn_id)), (vpa, txn_id)
+        assert openapi_errors(body, "PaymentAnswer") == []
     # Not a payment of this user, and a user the state has never seen.
     status, body = ask(a, f"/v1/users/{quote(some_vpa)}/payments/NOPE0001")
     assert (status, body["error"], body["reason"]) == (404, "payment_not_found", "not_in_state")
@@ -155,6 +158,7 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
     assert (status, body["known"], body["day"]["coins_granted"]) == (200, False, 0)
     status, body = ask(a, "/v1/users/never.seen@okaxis/payments/T1")
     assert (status, body["reason"]) == (404, "unknown_user")
+    assert openapi_errors(body, "PaymentNotFound") == []
 
     # 401: no token, a wrong one, another scheme; nothing about the user in the body.
     path = f"/v1/users/{quote(some_vpa)}/rewards"
@@ -162,6 +166,7 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
         status, body, _ = get(a, path, token=token)
         assert status == 401, (token, body)
         assert some_vpa not in json.dumps(body)
+        assert openapi_errors(body, "ApiError") == []
     # 400 with a machine-readable reason.
     assert get(a, "/v1/users/not-a-vpa/rewards")[1]["error"] == "invalid_vpa"
     status, body, _ = get(a, f"{path}?at=2026-11-20T10:00:00")
@@ -175,6 +180,7 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
         statuses.append(status)
         if status == 429:
             assert body["error"] == "rate_limited" and headers.get("Retry-After") == "1"
+            assert openapi_errors(body, "ApiError") == []
             break
     assert statuses[-1] == 429 and 200 in statuses
     assert get(a, path, token="second-token-abcdef")[0] == 200
