@@ -11,7 +11,10 @@ answers, and no VPA or txn id reaches either worker's log.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -159,6 +162,33 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
     status, body = ask(a, "/v1/users/never.seen@okaxis/payments/T1")
     assert (status, body["reason"]) == (404, "unknown_user")
     assert openapi_errors(body, "PaymentNotFound") == []
+
+    # The support CLI asks worker A, with the first token of the file.
+    vpa, txn_id = sample[0]
+    at = newest(oracle, vpa)[-1]
+    cli_env = {**os.environ, "REWARDS_API_TOKENS_FILE": str(tokens)}
+    url = f"http://127.0.0.1:{a.web_port}"
+    for extra, want in (
+        (["--at", at.isoformat()], oracle.rewards(vpa, at)),
+        (["--payment", txn_id], oracle.payment(vpa, txn_id)),
+    ):
+        cli = subprocess.run(
+            [sys.executable, "-m", "topologies.cli", "user", vpa.upper(), "--url", url, *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=cli_env,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout) == want
+    cli = subprocess.run(
+        [sys.executable, "-m", "topologies.cli", "user", vpa, "--url", url, "--payment", "NOPE1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env,
+    )
+    assert cli.returncode == 1 and json.loads(cli.stderr)["reason"] == "not_in_state"
 
     # 401: no token, a wrong one, another scheme; nothing about the user in the body.
     path = f"/v1/users/{quote(some_vpa)}/rewards"
