@@ -285,7 +285,10 @@ def faust_owner(
 
     def owner(partition: int) -> Owner:
         ok, why = ready()
-        actives = app.assignor.assigned_actives()
+        try:
+            actives = app.assignor.assigned_actives()
+        except AttributeError:  # before the first assignment
+            return Unavailable("no assignment yet")
         if TP(by_payer, partition) in actives:
             return Local(partition) if ok else Unavailable(why)
         changelog = app.tables[table].changelog_topic.get_topic_name()
