@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -52,6 +53,12 @@ def _latency_sum_count(workers: list[Worker]) -> tuple[float, float]:
             else:
                 count += float(value)
     return total, count
+
+
+def _cpu_s(worker: Worker) -> float:
+    """User + system CPU seconds of the worker process so far (/proc)."""
+    fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _partitions_of(worker: Worker, topic: str) -> set[int]:
@@ -138,24 +145,35 @@ def run(engine: str, seconds: float, rate: float, feed_rate: float) -> dict[str,
             phases: dict[str, Any] = {}
             for phase, with_api in (("feed only", False), ("feed + api", True)):
                 before = _latency_sum_count([a, b])
-                feed = threading.Thread(
-                    target=produce_feed,
-                    kwargs={
-                        "servers": [broker.bootstrap],
-                        "count": int(feed_rate * seconds),
-                        "seed": 100 + len(phases),
-                        "rate": feed_rate,
-                        "bad_share": 0.0,
-                    },
-                )
+                cpu_before = [_cpu_s(a), _cpu_s(b)]
+                failed: list[BaseException] = []
+
+                def paced(seed: int, failed: list[BaseException] = failed) -> None:
+                    try:
+                        produce_feed(
+                            [broker.bootstrap],
+                            int(feed_rate * seconds),
+                            seed=seed,
+                            rate=feed_rate,
+                            bad_share=0.0,
+                        )
+                    except BaseException as exc:  # re-raised below, in the main thread
+                        failed.append(exc)
+
+                feed = threading.Thread(target=paced, args=(100 + len(phases),))
                 feed.start()
                 result = asyncio.run(_load(a.web_port, users, rate, seconds)) if with_api else {}
                 feed.join()
+                if failed:
+                    raise failed[0]
                 time.sleep(2)
                 after = _latency_sum_count([a, b])
+                cpu = [_cpu_s(a) - cpu_before[0], _cpu_s(b) - cpu_before[1]]
                 events = after[1] - before[1]
                 phases[phase] = {
                     "pipeline_events": events,
+                    "cpu_s_worker_a": cpu[0],
+                    "cpu_s_worker_b": cpu[1],
                     "pipeline_mean_latency_ms": (after[0] - before[0]) / events * 1000
                     if events
                     else float("nan"),
