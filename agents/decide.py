@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -71,19 +71,23 @@ class BatchGate:
 
     def __init__(self) -> None:
         self._running: asyncio.Event | None = None
+        self._partitions: frozenset[int] = frozenset()
 
-    def begin(self) -> None:
+    def begin(self, partitions: Iterable[int]) -> None:
+        """A batch of these input partitions starts."""
+        self._partitions = frozenset(partitions)
         self._running = asyncio.Event()
 
     def end(self) -> None:
         if self._running is not None:
             self._running.set()
             self._running = None
+            self._partitions = frozenset()
 
-    async def settled(self) -> None:
-        """Return once the batch in flight now (if any) has committed or failed."""
+    async def settled(self, partition: int) -> None:
+        """Return once the batch in flight now has committed, if it holds ``partition``."""
         running = self._running
-        if running is not None:
+        if running is not None and partition in self._partitions:
             await running.wait()
 
 
@@ -209,7 +213,7 @@ def attach_decide(
     gate = gate or BatchGate()
 
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        gate.begin()
+        gate.begin({event.message.partition for event in events})
         try:
             batch = DecideBatch(sender, store, topics, book, metrics, cache)
             for event in events:

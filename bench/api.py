@@ -19,8 +19,9 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ from tests.integration.conftest import PARTITIONS, Worker, WorkerFactory, wait_f
 from topologies import topics
 from topologies.admin import ensure_topics, producer
 from topologies.broker import ENGINES, engine_from_env, free_port, make_broker
-from topologies.feed import produce_feed
 
 TOKEN = "bench-token-" + "x" * 24
 LAG = re.compile(r'^rewards_consumer_lag_messages\{partition="(\d+)",topic="([^"]+)"\}', re.M)
@@ -146,26 +146,30 @@ def run(engine: str, seconds: float, rate: float, feed_rate: float) -> dict[str,
             for phase, with_api in (("feed only", False), ("feed + api", True)):
                 before = _latency_sum_count([a, b])
                 cpu_before = [_cpu_s(a), _cpu_s(b)]
-                failed: list[BaseException] = []
-
-                def paced(seed: int, failed: list[BaseException] = failed) -> None:
-                    try:
-                        produce_feed(
-                            [broker.bootstrap],
-                            int(feed_rate * seconds),
-                            seed=seed,
-                            rate=feed_rate,
-                            bad_share=0.0,
-                        )
-                    except BaseException as exc:  # re-raised below, in the main thread
-                        failed.append(exc)
-
-                feed = threading.Thread(target=paced, args=(100 + len(phases),))
-                feed.start()
+                # The feed in its own process: in this one it would share the GIL
+                # with the API client and arrive in bursts.
+                feed = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "topologies.cli",
+                        "feed",
+                        "--count",
+                        str(int(feed_rate * seconds)),
+                        "--seed",
+                        str(100 + len(phases)),
+                        "--rate",
+                        str(feed_rate),
+                        "--bad-share",
+                        "0",
+                        "--bootstrap",
+                        broker.bootstrap,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                )
                 result = asyncio.run(_load(a.web_port, users, rate, seconds)) if with_api else {}
-                feed.join()
-                if failed:
-                    raise failed[0]
+                if feed.wait(timeout=seconds * 4 + 60) != 0:
+                    raise RuntimeError(f"the feed exited {feed.returncode}")
                 time.sleep(2)
                 after = _latency_sum_count([a, b])
                 cpu = [_cpu_s(a) - cpu_before[0], _cpu_s(b) - cpu_before[1]]

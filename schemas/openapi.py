@@ -113,9 +113,7 @@ def document() -> dict[str, Any]:
                             "PaymentNotFound), or the API is off (body: ApiError)",
                             "content": {
                                 "application/json": {
-                                    "schema": {
-                                        "anyOf": [_ref("PaymentNotFound"), _ref("ApiError")]
-                                    }
+                                    "schema": {"anyOf": [_ref("PaymentNotFound"), _ref("ApiError")]}
                                 }
                             },
                         },

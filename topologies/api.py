@@ -15,7 +15,8 @@
   asks the owner (its web URL from Faust's partition assignor) and returns
   that answer. A forwarded request is never forwarded again (503 instead).
 * **Freshness**: before reading, the request waits for the decide batch in
-  flight when it arrived (``agents.decide.BatchGate``), then reads the
+  flight when it arrived, if that batch holds the user's partition
+  (``agents.decide.BatchGate``), then reads the
   user's record from the local store (written after the batch's outputs were
   acknowledged): the answer covers every decision emitted before the request.
 * **Logs**: no VPA, token or txn id; a request is named by a short hash.
@@ -167,7 +168,8 @@ class RewardsApi:
 
     ``owner(partition)`` says who answers for a partition, ``read(partition,
     key)`` reads a stored record, ``forward(url, path, authorization)`` asks
-    another worker, ``settled()`` waits for the decide batch in flight.
+    another worker, ``settled(partition)`` waits for the decide batch in flight if it
+    holds that partition.
     """
 
     def __init__(
@@ -179,7 +181,7 @@ class RewardsApi:
         owner: Callable[[int], Owner],
         read: Callable[[int, bytes], bytes | None],
         forward: Callable[[str, str, str], Awaitable[Reply]],
-        settled: Callable[[], Awaitable[None]],
+        settled: Callable[[int], Awaitable[None]],
         metrics: Metrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
@@ -261,7 +263,7 @@ class RewardsApi:
                 )
         if isinstance(owner, Unavailable):
             return _error(503, "not_ready", owner.why), "none"
-        await self._settled()
+        await self._settled(partition)
         try:
             state = self._read(partition, key)
             user = None if state is None else decode_user(state)

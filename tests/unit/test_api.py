@@ -53,7 +53,7 @@ def make(
         forwarded.append((url, path, auth))
         return Reply(200, b'{"from":"owner"}')
 
-    async def settled() -> None:
+    async def settled(partition: int) -> None:
         return None
 
     clock = Clock()
@@ -122,7 +122,7 @@ def test_no_tokens_file_turns_the_api_off() -> None:
     async def never(*_: object) -> Reply:
         raise AssertionError
 
-    async def settled() -> None:
+    async def settled(partition: int) -> None:
         return None
 
     api = RewardsApi(rules, None, 5, 4, Local, lambda p, k: None, never, settled)
@@ -187,18 +187,19 @@ def test_a_read_waits_for_the_batch_in_flight() -> None:
     async def scenario() -> list[str]:
         gate = BatchGate()
         seen: list[str] = []
-        gate.begin()
+        gate.begin({1, 3})
 
-        async def reader() -> None:
-            await gate.settled()
-            seen.append("read")
+        async def reader(partition: int) -> None:
+            await gate.settled(partition)
+            seen.append(f"read {partition}")
 
-        task = asyncio.create_task(reader())
+        waiting = asyncio.create_task(reader(3))
+        await reader(2)  # not in the batch: no wait
         await asyncio.sleep(0.01)
         seen.append("committed")
         gate.end()
-        await task
-        await gate.settled()  # nothing in flight: returns at once
+        await waiting
+        await reader(3)  # nothing in flight: no wait
         return seen
 
-    assert asyncio.run(scenario()) == ["committed", "read"]
+    assert asyncio.run(scenario()) == ["read 2", "committed", "read 3", "read 3"]
