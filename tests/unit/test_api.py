@@ -203,3 +203,36 @@ def test_a_read_waits_for_the_batch_in_flight() -> None:
         return seen
 
     assert asyncio.run(scenario()) == ["read 2", "committed", "read 3", "read 3"]
+
+
+def test_request_metrics_have_closed_labels_without_personal_data() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from agents.metrics import Metrics
+
+    registry = CollectorRegistry()
+    api, _, _ = make()
+    api.metrics = Metrics(registry)
+    for headers in (AUTH, {}):
+        call(api, headers=headers)
+        call(api, txn_id="T1", headers=headers)
+        call(api, vpa="bad", headers=headers)
+    found = [
+        s.labels
+        for m in registry.collect()
+        if m.name == "rewards_api_requests"
+        for s in m.samples
+        if s.name == "rewards_api_requests_total"
+    ]
+    assert {(s["endpoint"], s["status"], s["route"]) for s in found} == {
+        ("rewards", "200", "local"),
+        ("payment", "200", "local"),
+        ("rewards", "400", "none"),
+        ("rewards", "401", "none"),
+        ("payment", "401", "none"),
+    }
+    for labels in found:
+        assert set(labels) == {"endpoint", "status", "route"}
+        assert labels["endpoint"] in {"rewards", "payment"}
+        assert labels["route"] in {"local", "forwarded", "none"}
+        assert labels["status"].isdigit() and len(labels["status"]) == 3
