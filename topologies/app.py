@@ -61,7 +61,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         web_graph_enabled=False,
         web_metrics_enabled=False,
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        web_host=settings.advertised_host(),
         web_port=settings.web_port,
     )
     metrics = metrics or Metrics()

@@ -236,3 +236,13 @@ def test_request_metrics_have_closed_labels_without_personal_data() -> None:
         assert labels["endpoint"] in {"rewards", "payment"}
         assert labels["route"] in {"local", "forwarded", "none"}
         assert labels["status"].isdigit() and len(labels["status"]) == 3
+
+
+def test_advertised_host_defaults() -> None:
+    import socket
+
+    from topologies.settings import Settings
+
+    assert Settings(web_host="10.1.2.3").advertised_host() == "10.1.2.3"
+    assert Settings(web_host="0.0.0.0").advertised_host() == socket.getfqdn()
+    assert Settings(web_host="0.0.0.0", web_advertised_host="w-1.x").advertised_host() == "w-1.x"
