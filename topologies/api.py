@@ -83,7 +83,8 @@ class Tokens:
     """The accepted tokens; ``check`` compares in constant time against every one."""
 
     def __init__(self, tokens: list[bytes]) -> None:
-        self._tokens = tokens
+        # Compared as SHA-256 digests: equal lengths, so the time says nothing of a length.
+        self._digests = [hashlib.sha256(t).digest() for t in tokens]
 
     def check(self, authorization: str | None) -> str | None:
         """The token's short hash when ``authorization`` carries an accepted token."""
@@ -93,9 +94,10 @@ class Tokens:
         if scheme.lower() != "bearer":
             return None
         candidate = given.strip().encode()
+        digest = hashlib.sha256(candidate).digest()
         found = False
-        for token in self._tokens:  # every one, so the time says nothing about which
-            found |= hmac.compare_digest(candidate, token)
+        for token in self._digests:  # every one, so the time says nothing about which
+            found |= hmac.compare_digest(digest, token)
         return short_hash(candidate.decode(errors="replace")) if found and candidate else None
 
 
@@ -267,8 +269,12 @@ class RewardsApi:
         try:
             state = self._read(partition, key)
             user = None if state is None else decode_user(state)
-        except StateFormatError:
-            log.error("api: the stored record of user %s is unreadable", short_hash(vpa))
+        except Exception as exc:  # a bad record or a store error: never the worker's problem
+            log.error(
+                "api: the stored record of user %s is unreadable: %s",
+                short_hash(vpa),
+                "StateFormatError" if isinstance(exc, StateFormatError) else type(exc).__name__,
+            )
             return _error(500, "state_unreadable", "the stored record cannot be read"), "local"
         if endpoint == "rewards":
             assert at is not None

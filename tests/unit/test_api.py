@@ -246,3 +246,18 @@ def test_advertised_host_defaults() -> None:
     assert Settings(web_host="10.1.2.3").advertised_host() == "10.1.2.3"
     assert Settings(web_host="0.0.0.0").advertised_host() == socket.getfqdn()
     assert Settings(web_host="0.0.0.0", web_advertised_host="w-1.x").advertised_host() == "w-1.x"
+
+
+def test_a_store_error_is_a_500_and_the_log_names_no_user(caplog: pytest.LogCaptureFixture) -> None:
+    api, _, _ = make()
+
+    def broken(partition: int, key: bytes) -> bytes | None:
+        raise RuntimeError(f"cannot read {key!r}")
+
+    api._read = broken
+    reply = call(api)
+    assert (reply.status, orjson.loads(reply.body)["error"]) == (500, "state_unreadable")
+    assert caplog.records and all(USER not in r.getMessage() for r in caplog.records)
+    corrupt = make()[0]
+    corrupt._read = lambda partition, key: b"\x07[]"
+    assert call(corrupt).status == 500
