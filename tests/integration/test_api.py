@@ -33,7 +33,7 @@ from tests.integration.conftest import Worker, wait_for_outputs
 from tests.oracle import Accounts
 from tests.unit.test_openapi import openapi_errors
 from topologies import topics
-from topologies.admin import producer
+from topologies.admin import TopicTail, producer
 from topologies.settings import DEFAULT_RULES
 
 pytestmark = pytest.mark.integration
@@ -250,3 +250,48 @@ def api_count(worker: Worker, route: str) -> float:
         if line.startswith("rewards_api_requests_total{") and f'route="{route}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_an_answer_reflects_every_decision_emitted_before_it(broker, workers, tmp_path):
+    """Ask the moment a payment's decision is read off the topic: the answer holds it.
+
+    End to end on a live worker. The window this guards (outputs acknowledged,
+    store not yet written) is shorter than a consumer's fetch, so this run
+    alone would rarely catch a missing wait; tests/unit/test_api.py holds the
+    changelog ack back to catch it every time.
+    """
+    from tests.unit.helpers import raw
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\n")
+    worker = workers.start(env={"REWARDS_API_TOKENS_FILE": str(tokens)})
+    deadline = time.monotonic() + 120
+    while get(worker, "/readyz", token=None)[0] != 200:
+        assert time.monotonic() < deadline, "worker not ready"
+        time.sleep(0.3)
+    vpa = "fresh.user@okaxis"
+    tail = TopicTail([broker.bootstrap], [topics.DECISIONS])
+    prod = producer([broker.bootstrap])
+    try:
+        for i in range(25):
+            txn_id = f"FRESH{i:04d}"
+            value = raw(
+                txn_id=txn_id,
+                payer_vpa=vpa,
+                event_time=f"2026-11-25T10:{i:02d}:00+05:30",
+                amount_paise=10_000 + i,
+            )
+            prod.send(topics.TRANSACTIONS, key=vpa.encode(), value=value)
+            prod.flush()
+            deadline = time.monotonic() + 60
+            while not any(
+                json.loads(v or b"{}")["txn_id"] == txn_id
+                for _, v in tail.records[topics.DECISIONS]
+            ):
+                assert time.monotonic() < deadline, f"no decision for {txn_id}"
+                tail.poll(timeout_ms=20)
+            status, body, _ = get(worker, f"/v1/users/{vpa}/payments/{txn_id}")
+            assert (status, body.get("txn_id")) == (200, txn_id), (i, status, body)
+            assert body["amount_paise"] == 10_000 + i
+    finally:
+        tail.close()

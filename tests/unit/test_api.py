@@ -261,3 +261,96 @@ def test_a_store_error_is_a_500_and_the_log_names_no_user(caplog: pytest.LogCapt
     corrupt = make()[0]
     corrupt._read = lambda partition, key: b"\x07[]"
     assert call(corrupt).status == 500
+
+
+def test_a_request_after_the_decision_is_acked_sees_the_payment() -> None:
+    """The real decide batch and commit order, with the changelog ack held back.
+
+    A request arriving once the batch's decision is acknowledged, but before its
+    record reaches the store, must wait for the batch and then see the payment.
+    """
+    import time as clock_time
+    from types import SimpleNamespace
+    from typing import Any
+
+    from prometheus_client import CollectorRegistry
+
+    from agents.decide import DecideBatch, DecideTopics
+    from agents.metrics import Metrics
+    from agents.partitioning import Partitioner
+    from agents.store import MemoryStore
+    from schemas.routed import RoutedTransaction
+
+    rules = book()
+    partition = partition_for(USER.encode(), 4)
+    store = MemoryStore("state-changelog")
+
+    class HeldSender:
+        def __init__(self) -> None:
+            self.decided = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def partitioner(self, topic: str) -> Partitioner:
+            return Partitioner(4)
+
+        async def send_records(self, topic: str, p: int, records: Any) -> Any:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            if topic == store.changelog_topic:
+
+                async def later() -> None:
+                    await self.release.wait()
+                    fut.set_result(SimpleNamespace(offset=0))
+
+                asyncio.get_running_loop().create_task(later())
+            else:
+                fut.set_result(SimpleNamespace(offset=0))
+                if topic == "decisions":
+                    self.decided.set()
+            return [(fut, len(records))]
+
+    async def scenario() -> tuple[int, bytes, bool]:
+        sender, gate = HeldSender(), BatchGate()
+        topics_ = DecideTopics("grants", "decisions", "alerts", "dead-letters")
+        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
+        event = txn(txn_id="T7", amount_paise=5_000_00)
+        gate.begin({partition})
+        batch.item(partition, RoutedTransaction(txn=event, source="f:0:1", ingested_ns=0))
+
+        async def decide() -> None:
+            try:
+                await batch.commit()
+            finally:
+                gate.end()
+
+        committing = asyncio.create_task(decide())
+        await sender.decided.wait()  # the decision is emitted; the store is not written yet
+        in_store_then = store.get(partition, USER.encode()) is not None
+
+        async def forward(*_: object) -> Reply:
+            raise AssertionError
+
+        api = RewardsApi(
+            rules,
+            Tokens([b"tok-1"]),
+            5,
+            4,
+            Local,
+            store.get,
+            forward,
+            gate.settled,
+            now=lambda: datetime(2026, 11, 25, tzinfo=UTC),
+            clock=clock_time.monotonic,
+        )
+        asking = asyncio.create_task(
+            api.handle("payment", {"vpa": USER, "txn_id": "T7"}, {}, AUTH, "/")
+        )
+        await asyncio.sleep(0.01)
+        sender.release.set()
+        reply = await asking
+        await committing
+        return reply.status, reply.body, in_store_then
+
+    status, body, in_store_then = asyncio.run(scenario())
+    assert in_store_then is False  # the window this test is about is real
+    assert status == 200, body
+    assert orjson.loads(body)["coins_granted"] == 50
