@@ -46,6 +46,7 @@ from agents.decide import BatchGate
 from agents.metrics import Metrics
 from agents.partitioning import partition_for
 from rewards.account import payment_answer, rewards_answer
+from rewards.errors import RewardsError
 from rewards.rulebook import RuleBook
 from rewards.state import StateFormatError, decode_user, user_key
 from schemas.api import ApiError, PaymentNotFound
@@ -69,10 +70,19 @@ def short_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:10]
 
 
+class TokensFileError(RewardsError):
+    """The configured tokens file cannot be read; the message names the file, not a token."""
+
+
 def load_tokens(path: Path) -> list[bytes]:
     """The tokens of a tokens file: one a line, blank lines and ``#`` comments ignored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise TokensFileError(f"API tokens file {path}: cannot read it ({why})") from None
     tokens = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         text = line.strip()
         if text and not text.startswith("#"):
             tokens.append(text.encode())
@@ -327,7 +337,13 @@ def install(
     """Add the ``/v1`` views to the app's web server."""
     import aiohttp
 
-    tokens = Tokens(load_tokens(tokens_file)) if tokens_file is not None else None
+    tokens = None
+    if tokens_file is None:
+        log.info("per-user API off (no REWARDS_API_TOKENS_FILE)")
+    else:
+        accepted = load_tokens(tokens_file)
+        tokens = Tokens(accepted)
+        log.info("per-user API on: %d tokens from %s", len(accepted), tokens_file)
     timeout = aiohttp.ClientTimeout(total=forward_timeout_s)
 
     async def forward(url: str, path_qs: str, authorization: str) -> Reply:

@@ -77,11 +77,12 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from topologies.api import TokensFileError
     from topologies.worker import run_worker
 
     try:
         return run_worker(_settings(args))
-    except RulesError as exc:
+    except (RulesError, TokensFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -146,15 +147,15 @@ def cmd_user(args: argparse.Namespace) -> int:
     import urllib.request
     from urllib.parse import quote
 
-    from topologies.api import load_tokens
+    from topologies.api import TokensFileError, load_tokens
 
     token = os.environ.get("REWARDS_API_TOKEN", "")
     tokens_file = args.token_file or os.environ.get("REWARDS_API_TOKENS_FILE")
     if not token and tokens_file:
         try:
             found = load_tokens(Path(tokens_file))
-        except OSError as exc:
-            print(f"error: cannot read the tokens file: {exc.strerror}", file=sys.stderr)
+        except TokensFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         token = found[0].decode() if found else ""
     if not token:

@@ -16,6 +16,7 @@ from agents import guard
 from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, seed_group_offsets, wait_for_broker
+from topologies.api import load_tokens
 from topologies.app import build_app
 from topologies.settings import Settings
 
@@ -63,6 +64,8 @@ class _Worker(faust.Worker):
 
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
+    if settings.api_tokens_file is not None:  # TokensFileError too, before any connection
+        load_tokens(settings.api_tokens_file)
     if settings.create_topics:
         servers = settings.bootstrap_list()
         wait_for_broker(servers)
