@@ -243,7 +243,8 @@ class RewardsApi:
         if endpoint == "rewards":
             try:
                 at = parse_at(query.get("at"), self._now)
-            except ValueError:
+                at.astimezone(self.book.tz).astimezone(UTC)  # in range in every zone involved
+            except (ValueError, OverflowError):
                 return _error(
                     400,
                     "invalid_at",

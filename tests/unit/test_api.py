@@ -135,6 +135,9 @@ def test_no_tokens_file_turns_the_api_off() -> None:
         ("no-at-sign", {}, None, "invalid_vpa"),
         (USER, {"at": "2026-11-25T10:00:00"}, None, "invalid_at"),
         (USER, {"at": "yesterday"}, None, "invalid_at"),
+        (USER, {"at": "9999-12-31T23:59:59-05:00"}, None, "invalid_at"),
+        (USER, {"at": "0001-01-01T00:00:00+14:00"}, None, "invalid_at"),
+        (USER, {"at": "2026-02-30T10:00:00+05:30"}, None, "invalid_at"),
         (USER, {}, "bad id!", "invalid_txn_id"),
     ],
 )
