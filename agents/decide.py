@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -52,6 +52,36 @@ def _apply(item: RoutedTransaction | FraudFlag, book: RuleBook, state: UserState
     if isinstance(item, FraudFlag):
         return apply_flag(item, book, state)
     return process(item.txn, book, state, item.source)
+
+
+class BatchGate:
+    """Whether a decide batch is in flight, for readers that must see its state.
+
+    A batch's outputs are acknowledged before its records reach the local
+    store (``agents.checkpoint``): a reader that waits for the batch in flight
+    when it arrived (``settled``) sees every decision emitted before it.
+    """
+
+    def __init__(self) -> None:
+        self._running: asyncio.Event | None = None
+        self._partitions: frozenset[int] = frozenset()
+
+    def begin(self, partitions: Iterable[int]) -> None:
+        """A batch of these input partitions starts."""
+        self._partitions = frozenset(partitions)
+        self._running = asyncio.Event()
+
+    def end(self) -> None:
+        if self._running is not None:
+            self._running.set()
+            self._running = None
+            self._partitions = frozenset()
+
+    async def settled(self, partition: int) -> None:
+        """Return once the batch in flight now has committed, if it holds ``partition``."""
+        running = self._running
+        if running is not None and partition in self._partitions:
+            await running.wait()
 
 
 class DecideBatch:
@@ -165,16 +195,22 @@ def attach_decide(
     store: PartitionStore,
     book: RuleBook,
     cache_users: int = 0,
+    gate: BatchGate | None = None,
 ) -> None:
     app = ctx.app
     cache = StateCache(cache_users, lambda: int(app.consumer_generation_id))
+    gate = gate or BatchGate()
 
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        batch = DecideBatch(ctx.sender, store, ctx.topics, book, ctx.metrics, cache)
-        for event in events:
-            msg = event.message
-            await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)
-        await batch.commit()
+        gate.begin({event.message.partition for event in events})
+        try:
+            batch = DecideBatch(ctx.sender, store, ctx.topics, book, ctx.metrics, cache)
+            for event in events:
+                msg = event.message
+                await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)
+            await batch.commit()
+        finally:
+            gate.end()
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:

@@ -97,6 +97,13 @@ class Metrics:
             self.dead_letters.labels(reason=reason.value)
         for rule in FraudRule:
             self.fraud_alerts.labels(rule=rule.value)
+        self.api_requests = Counter(
+            "rewards_api_requests",
+            "Requests to the per-user API (/v1/*) by endpoint, HTTP status and route "
+            "(local: answered from this worker's state; forwarded: asked of the owner).",
+            ["endpoint", "status", "route"],
+            registry=registry,
+        )
         self.rules_info = Gauge(
             "rewards_rules_info",
             "Always 1; the label names the rules version this worker decides with.",

@@ -7,7 +7,7 @@ when the committed files differ from what the models produce now.
 
 Usage::
 
-    python -m schemas.export              # (re)write schemas/json/*.schema.json
+    python -m schemas.export              # (re)write schemas/json/*.schema.json, openapi.json
     python -m schemas.export --out DIR    # write somewhere else
     python -m schemas.export --check      # exit 1 if the files on disk are stale
 
@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from schemas import openapi
 from schemas.dead_letter import DeadLetter
 from schemas.decision import Decision
 from schemas.fraud_alert import FraudAlert
@@ -161,10 +162,12 @@ def _describe(contract: Contract, docstring: str | None) -> str:
 
 def render() -> dict[str, str]:
     """Every schema file's exact text, by file name (what ``--check`` compares)."""
-    return {
+    files = {
         c.filename: json.dumps(schema_for(c), indent=2, ensure_ascii=False) + "\n"
         for c in CONTRACTS
     }
+    files[openapi.FILENAME] = json.dumps(openapi.document(), indent=2, ensure_ascii=False) + "\n"
+    return files
 
 
 def write(out_dir: Path = DEFAULT_OUT) -> list[Path]:
@@ -221,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             print("JSON Schema is stale: run `python -m schemas.export`", file=sys.stderr)
             return 1
-        print(f"{len(CONTRACTS)} schemas in {out_dir} are up to date")
+        print(f"{len(CONTRACTS)} schemas and {openapi.FILENAME} in {out_dir} are up to date")
         return 0
     for path in write(out_dir):
         print(f"wrote {path}")

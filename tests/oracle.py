@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from schemas.rules import RulesFile
@@ -198,6 +199,12 @@ def _rule_coins(txn: Transaction, rules: RulesFile) -> list[tuple[str, int]]:
 
 def expected(txns: Iterable[Transaction], rules: RulesFile) -> list[ExpectedDecision]:
     """What each event, in this order, must decide and emit."""
+    return _run(txns, rules)[0]
+
+
+def _run(
+    txns: Iterable[Transaction], rules: RulesFile
+) -> tuple[list[ExpectedDecision], dict[str, _User]]:
     out: list[ExpectedDecision] = []
     users: dict[str, _User] = {}
     fraud = _Fraud(rules, users)
@@ -219,7 +226,7 @@ def expected(txns: Iterable[Transaction], rules: RulesFile) -> list[ExpectedDeci
                 tuple(fraud.alerts[alerts_before:]),
             )
         )
-    return out
+    return out, users
 
 
 def _decide(
@@ -296,3 +303,101 @@ def expected_balances(decisions: Iterable[ExpectedDecision]) -> dict[str, int]:
             sign = 1 if grant.kind == "GRANT" else -1
             balances[grant.user_vpa] = balances.get(grant.user_vpa, 0) + sign * grant.coins
     return balances
+
+
+# --------------------------------------------------------------------------- the API's answers
+
+
+class Accounts:
+    """What the per-user API must answer after ``txns``, read off the naive model.
+
+    ``rewards(vpa, at)`` and ``payment(vpa, txn_id)`` give the JSON documents
+    of ``GET /v1/users/{vpa}/rewards?at=`` and ``/payments/{txn_id}`` (None:
+    404), docs/contracts.md.
+    """
+
+    def __init__(self, txns: Iterable[Transaction], rules: RulesFile) -> None:
+        self.rules = rules
+        self.tz = ZoneInfo(rules.timezone)
+        _, self.users = _run(txns, rules)
+
+    def _holds(self, user: _User, t: int) -> tuple[list[str], int | None]:
+        """Rules whose (merged) holds cover ``t``, and the latest end of those spans."""
+        rules, until = [], None
+        for rule in sorted({r for r, _, _ in user.holds}):
+            spans = [(s, e) for r, s, e in user.holds if r == rule and e > s]
+            cover = [(s, e) for s, e in spans if s <= t < e]
+            if not cover:
+                continue
+            lo, hi = min(s for s, _ in cover), max(e for _, e in cover)
+            grown = True
+            while grown:  # spans that overlap or touch merge, like intervals on paper
+                grown = False
+                for s, e in spans:
+                    if s <= hi and e >= lo and (s < lo or e > hi):
+                        lo, hi, grown = min(lo, s), max(hi, e), True
+            rules.append(rule)
+            until = hi if until is None else max(until, hi)
+        return rules, until
+
+    def _time(self, ms: int) -> str:
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(ms / 1000, UTC).astimezone(self.tz).isoformat()
+
+    def rewards(self, vpa: str, at: datetime) -> dict[str, object]:
+        user = self.users.get(vpa)
+        local = at.astimezone(self.tz)
+        day, month = local.date(), (local.year, local.month)
+        grants = user.grants if user else []
+        on_day = sum(c for d, _, c in grants if d == day)
+        in_month = sum(c for _, m, c in grants if m == month)
+        daily = self.rules.limits.daily_coins_per_user
+        monthly = self.rules.limits.monthly_coins_per_user
+        at_ms = int(at.timestamp()) * 1000 + at.microsecond // 1000
+        held, until = self._holds(user, at_ms) if user else ([], None)
+        times = [user.times[x][0] for x in user.payments] if user else []
+        return {
+            "user_vpa": vpa,
+            "known": user is not None,
+            "rules_version": self.rules.version,
+            "at": local.isoformat(),
+            "day": {
+                "date": day.isoformat(),
+                "coins_granted": on_day,
+                "cap": daily,
+                "room": None if daily is None else max(0, daily - on_day),
+            },
+            "month": {
+                "month": f"{month[0]:04d}-{month[1]:02d}",
+                "coins_granted": in_month,
+                "cap": monthly,
+                "room": None if monthly is None else max(0, monthly - in_month),
+            },
+            "hold": {
+                "active": bool(held),
+                "until": None if until is None else self._time(until),
+                "rules": held,
+            },
+            "newest_event_time": self._time(max(times)) if times else None,
+        }
+
+    def payment(self, vpa: str, txn_id: str) -> dict[str, object] | None:
+        user = self.users.get(vpa)
+        if user is None or txn_id not in user.payments:
+            return None
+        p = user.payments[txn_id]
+        t = user.times[txn_id][0]
+        held, _ = self._holds(user, t)
+        outcome = "GRANTED" if p.granted > 0 else ("FRAUD_HOLD" if held else "NO_REWARD")
+        return {
+            "txn_id": txn_id,
+            "user_vpa": vpa,
+            "outcome": outcome,
+            "amount_paise": p.amount,
+            "refunded_paise": p.refunded,
+            "coins_granted": p.granted,
+            "coins_clawed_back": p.clawed,
+            "hold_rules": held,
+            "event_time": self._time(t),
+        }

@@ -1,9 +1,10 @@
-"""``upi-rewards``: broker, worker, check-rules, feed, wallet, demo."""
+"""``upi-rewards``: broker, worker, check-rules, feed, wallet, user, demo."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -72,11 +73,12 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from topologies.api import TokensFileError
     from topologies.worker import run_worker
 
     try:
         return run_worker(_settings(args))
-    except RulesError as exc:
+    except (RulesError, TokensFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -127,6 +129,55 @@ def cmd_wallet(args: argparse.Namespace) -> int:
         users = dump_balances(args.db, args.balances)
         print(f"balances of {users:,} users written to {args.balances}")
     return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """Ask any worker's /v1 API about one user (or one of the user's payments)."""
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    from topologies.api import TokensFileError, load_tokens
+
+    token = os.environ.get("REWARDS_API_TOKEN", "")
+    tokens_file = args.token_file or os.environ.get("REWARDS_API_TOKENS_FILE")
+    if not token and tokens_file:
+        try:
+            found = load_tokens(Path(tokens_file))
+        except TokensFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        token = found[0].decode() if found else ""
+    if not token:
+        print(
+            "error: no token: set REWARDS_API_TOKEN, or --token-file / REWARDS_API_TOKENS_FILE",
+            file=sys.stderr,
+        )
+        return 2
+    base = args.url.rstrip("/")
+    if args.payment is not None:
+        path = f"/v1/users/{quote(args.vpa, safe='')}/payments/{quote(args.payment, safe='')}"
+    else:
+        path = f"/v1/users/{quote(args.vpa, safe='')}/rewards"
+        if args.at is not None:
+            path += f"?at={quote(args.at, safe='')}"
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except OSError as exc:
+        print(f"error: {base} did not answer: {exc}", file=sys.stderr)
+        return 2
+    try:
+        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        text = body.decode(errors="replace")
+    print(text, file=sys.stdout if status == 200 else sys.stderr)
+    return 0 if status == 200 else (1 if status == 404 else 2)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -203,6 +254,26 @@ def parser() -> argparse.ArgumentParser:
         "--balances", type=Path, metavar="FILE", help="write per-user balances (JSON; has VPAs)"
     )
     p.set_defaults(func=cmd_wallet)
+
+    p = sub.add_parser(
+        "user", help="ask a worker what one user can still earn, or about one payment"
+    )
+    p.add_argument("vpa", help="the user's VPA (any case)")
+    p.add_argument("--at", help="RFC 3339 time with an offset (default: now)")
+    p.add_argument("--payment", metavar="TXN", help="show this payment instead")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("REWARDS_API_URL", "http://127.0.0.1:6066"),
+        help="any worker's web address (default $REWARDS_API_URL or http://127.0.0.1:6066)",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="tokens file whose first token is used (default $REWARDS_API_TOKENS_FILE; "
+        "$REWARDS_API_TOKEN wins over both)",
+    )
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_user)
 
     p = sub.add_parser("demo", help="embedded broker + worker + feed, with a live summary")
     p.add_argument("--count", type=int, default=50_000)

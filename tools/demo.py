@@ -1,13 +1,16 @@
 """``upi-rewards demo``: embedded broker + one worker + synthetic feed, live summary.
 
 Everything runs on loopback in throwaway storage. The summary prints counts
-only (no VPAs); the worker's /metrics stays up while the demo runs.
+only; the worker's /metrics stays up while the demo runs. The demo makes an
+API token (a tokens file in its work dir), prints it and one example ``curl``
+of the per-user API for a synthetic user of its feed.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import secrets
 import shutil
 import signal
 import subprocess
@@ -18,6 +21,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 
@@ -45,6 +49,9 @@ class Tally:
     fraud_clawed: int = 0
     alerts: collections.Counter[str] = field(default_factory=collections.Counter)
     flagged: set[str] = field(default_factory=set)
+    #: One user who was granted coins: the example of the API's curl line.
+    example_user: str = ""
+    example_at: str = ""
     first_at: float = 0.0
     last_at: float = 0.0
 
@@ -67,6 +74,9 @@ def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
                     doc = orjson.loads(record.value)
                     if tp.topic == topics.DECISIONS:
                         tally.decisions[doc["outcome"]] += 1
+                        if not tally.example_user and doc["outcome"] == "GRANTED":
+                            tally.example_user = doc["user_vpa"]
+                            tally.example_at = doc["event_time"]
                     elif tp.topic == topics.DEAD_LETTERS:
                         tally.dead[doc["reason"]] += 1
                     elif tp.topic == topics.FRAUD_ALERTS:
@@ -156,6 +166,10 @@ def run_demo(args: argparse.Namespace) -> int:
     stop = threading.Event()
     watcher: threading.Thread | None = None
     started = time.monotonic()
+    token = secrets.token_urlsafe(24)
+    tokens_file = workdir / "api-tokens"
+    tokens_file.write_text(f"# made by upi-rewards demo\n{token}\n")
+    tokens_file.chmod(0o600)
     try:
         broker.start()
         print(f"broker  : {broker.description} on {broker.bootstrap}")
@@ -169,6 +183,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "REWARDS_WEB_PORT": str(args.web_port),
             "REWARDS_DATA_DIR": str(workdir / "state"),
             "REWARDS_PARTITIONS": str(PARTITIONS),
+            "REWARDS_API_TOKENS_FILE": str(tokens_file),
         }
         worker = spawn_worker(workdir / "worker.log", env=env)
         print(f"worker  : pid {worker.pid}, metrics on http://127.0.0.1:{args.web_port}/metrics")
@@ -256,6 +271,14 @@ def run_demo(args: argparse.Namespace) -> int:
         print("metrics           :")
         for line in _metrics_excerpt(args.web_port):
             print(f"  {line}")
+        user = tally.example_user or "ravi.kumar@okaxis"
+        at = f"?at={quote(tally.example_at, safe='')}" if tally.example_at else ""
+        print(f"api token         : {token}  (in {tokens_file})")
+        print(
+            "api example       : curl -H 'Authorization: Bearer "
+            f"{token}' 'http://127.0.0.1:{args.web_port}/v1/users/{user}/rewards{at}'"
+            + ("" if args.keep_running else "   (with --keep-running)")
+        )
         if args.keep_running:
             print("running; Ctrl-C stops broker and worker")
             signal.pause()

@@ -6,17 +6,18 @@ import faust
 import mode
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.web import Request, Response, View
+from faust.web.base import BlueprintManager
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.checkpoint import faust_sender
 from agents.circular import attach_circular
 from agents.context import StageContext, StageTopics
-from agents.decide import attach_decide
+from agents.decide import BatchGate, attach_decide
 from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
 from agents.store import FaustTableStore
 from rewards.rulebook import RuleBook
-from topologies import health, topics
+from topologies import api, health, topics
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
 from workarounds import fetch_wait, highwater
@@ -56,8 +57,16 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         broker_max_poll_records=settings.max_poll_records,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         web_enabled=True,
+        # Faust's own views read tables, routes and stats with no authentication
+        # (``/table/<name>/<key>/`` returned a user's raw record): all off. The
+        # port serves /metrics, /healthz, /readyz and the token-guarded /v1 API.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        web_host=settings.advertised_host(),
         web_port=settings.web_port,
     )
     metrics = metrics or Metrics()
@@ -116,8 +125,10 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             options=store_options,
         )
         attach_circular(ctx, by_pair, FaustTableStore(pairs), circular_ms, book.fraud.pair_late_ms)
+    gate = BatchGate()
+    state_store = FaustTableStore(state)
     attach_decide(
-        ctx, by_payer, FaustTableStore(state), book, cache_users=settings.state_cache_users
+        ctx, by_payer, state_store, book, cache_users=settings.state_cache_users, gate=gate
     )
     edge = Edge(
         EdgeConfig(
@@ -161,6 +172,27 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
             body = generate_latest(metrics.registry)
             return view.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    # With every flag off Faust still mounts its index page at "/": no built-in view at all.
+    app.web.blueprints = BlueprintManager([])
+
+    def ready() -> tuple[bool, str]:
+        state = health.readiness(app)
+        return state.ready, state.why
+
+    api.install(
+        app,
+        book=book,
+        tokens_file=settings.api_tokens_file,
+        rate=settings.api_rate_limit,
+        partitions=settings.partitions,
+        by_payer=internal.by_payer,
+        table=internal.state_table,
+        read=state_store.get,
+        gate=gate,
+        metrics=metrics,
+        ready=ready,
+        forward_timeout_s=settings.api_forward_timeout_s,
+    )
     health.install(
         app,
         metrics,

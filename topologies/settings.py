@@ -24,7 +24,12 @@ class Settings(BaseSettings):
     )
     rules_file: Path = DEFAULT_RULES
     app_id: str = Field(default="upi-rewards", description="consumer group and topic prefix")
-    web_host: str = "127.0.0.1"
+    web_host: str = Field(default="127.0.0.1", description="address the web port binds")
+    web_advertised_host: str | None = Field(
+        default=None,
+        description="host other workers reach this one at (the /v1 API forwards there); "
+        "default: web_host, or this machine's FQDN when web_host binds every address",
+    )
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Path("var/state")
     partitions: int = Field(
@@ -97,12 +102,32 @@ class Settings(BaseSettings):
         description="re-execute the worker when an assigned stream partition is behind and has "
         "not moved for this long (a Faust consumer that stopped fetching it); 0 = off",
     )
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description="bearer tokens of the /v1 API, one a line ('#' comments); unset: /v1 is off",
+    )
+    api_rate_limit: float = Field(
+        default=50.0, gt=0, description="/v1 requests a second per token, per worker (then 429)"
+    )
+    api_forward_timeout_s: float = Field(
+        default=5.0, gt=0, description="how long a /v1 request forwarded to the owner may take"
+    )
     log_level: str = "info"
     log_format: LogFormat | None = Field(
         default=None,
         description="text, or one JSON object a line (topologies.logs); "
         "unset: text on a terminal, json otherwise",
     )
+
+    def advertised_host(self) -> str:
+        """What the worker tells the group its web address is (Faust's canonical URL)."""
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        if self.web_host in ("0.0.0.0", "::", ""):
+            import socket
+
+            return socket.getfqdn()
+        return self.web_host
 
     def bootstrap_list(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]

@@ -18,6 +18,7 @@ from agents import guard
 from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, wait_for_broker
+from topologies.api import load_tokens
 from topologies.app import build_app
 from topologies.logs import logging_config, resolve
 from topologies.security import KafkaSecurity
@@ -72,6 +73,8 @@ def run_worker(settings: Settings) -> int:
     log_config = logging_config(resolve(settings.log_format), settings.log_level)
     if log_config is not None:  # one JSON object a line from the first line on
         logging.config.dictConfig(copy.deepcopy(log_config))  # dictConfig consumes its dict
+    if settings.api_tokens_file is not None:  # TokensFileError too, before any connection
+        load_tokens(settings.api_tokens_file)
     if settings.create_topics:
         servers = settings.bootstrap_list()
         wait_for_broker(servers)

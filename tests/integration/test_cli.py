@@ -44,3 +44,12 @@ def test_worker_refuses_to_start_on_invalid_rules(tmp_path: Path):
     result = run("worker", "--rules", str(bad), "--bootstrap", "127.0.0.1:1")
     assert result.returncode == 2
     assert "timezone" in result.stderr and "Mars/Olympus" in result.stderr
+
+
+def test_worker_refuses_to_start_on_an_unreadable_tokens_file(tmp_path: Path):
+    import os
+
+    env = {**os.environ, "REWARDS_API_TOKENS_FILE": str(tmp_path / "missing")}
+    result = run("worker", "--bootstrap", "127.0.0.1:1", env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "API tokens file" in result.stderr and "missing" in result.stderr

@@ -43,6 +43,13 @@ def test_demo_accounts_for_every_message_and_stops_cleanly():
     assert re.search(r"throughput\s+: [\d,]+ events/s", out)
     assert 'rewards_events_total{outcome="GRANTED"}' in out
     assert "stopped broker and worker" in out
+    token = re.search(r"api token\s+: (\S+)", out)
+    assert token is not None
+    assert re.search(
+        rf"api example\s+: curl -H 'Authorization: Bearer {re.escape(token[1])}' "
+        r"'http://127\.0\.0\.1:\d+/v1/users/[^/\s]+@[a-z0-9]+/rewards\?at=[^'\s]+'",
+        out,
+    )
 
 
 def test_feed_command_produces_the_requested_count(broker, workers):
