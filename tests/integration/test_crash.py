@@ -12,6 +12,7 @@ import time
 from collections import Counter, defaultdict
 
 import orjson
+import pytest
 
 from rewards.feedgen import generate
 from rewards.rulebook import load_rules
@@ -22,6 +23,8 @@ from tests.oracle import expected, expected_balances
 from topologies import topics
 from topologies.admin import TopicTail, producer
 from topologies.settings import DEFAULT_RULES
+
+pytestmark = pytest.mark.integration
 
 COUNT = 20_000
 

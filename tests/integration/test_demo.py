@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from tests.integration.conftest import wait_for_outputs
 from topologies import topics
 from topologies.broker import engine_from_env, free_port
+
+pytestmark = pytest.mark.integration
 
 
 def test_demo_accounts_for_every_message_and_stops_cleanly():

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 
 import orjson
+import pytest
 
 from rewards.feedgen import generate
 from rewards.rulebook import load_rules
@@ -30,6 +31,8 @@ from tests.oracle import expected, expected_balances
 from topologies import topics
 from topologies.admin import TopicTail, producer
 from topologies.settings import DEFAULT_RULES
+
+pytestmark = pytest.mark.integration
 
 COUNT = 8000
 

@@ -11,6 +11,7 @@ import re
 from collections import Counter, defaultdict
 
 import orjson
+import pytest
 
 from rewards.feedgen import generate
 from rewards.rulebook import load_rules
@@ -22,6 +23,8 @@ from tests.oracle import expected, expected_balances
 from topologies import topics
 from topologies.admin import producer
 from topologies.settings import DEFAULT_RULES
+
+pytestmark = pytest.mark.integration
 
 COUNT = 6000
 

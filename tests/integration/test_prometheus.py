@@ -34,6 +34,8 @@ from topologies.broker import free_port
 from topologies.feed import produce_feed
 from topologies.settings import DEFAULT_RULES
 
+pytestmark = pytest.mark.integration
+
 COUNT = 4000
 JOB = "upi-rewards"
 #: Every label a rewards_* series may carry (target labels included).
@@ -86,7 +88,6 @@ def http_status(url: str) -> int:
         return int(exc.code)
 
 
-@pytest.mark.integration
 def test_real_prometheus_scrape_matches_the_events_sent(broker, workers, tmp_path: Path):
     binaries = ensure_prometheus()
     if binaries is None:

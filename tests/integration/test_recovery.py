@@ -12,6 +12,8 @@ from tests.integration.conftest import wait_for_outputs
 from topologies import topics
 from topologies.admin import producer
 
+pytestmark = pytest.mark.integration
+
 
 def payment(txn_id: str, amount: int, when: str = "2026-11-22T12:00:00+05:30") -> bytes:
     return json.dumps(

@@ -23,6 +23,8 @@ from topologies import topics
 from topologies.feed import produce_feed
 from topologies.replay import GroupNotEmpty, main, reset_offsets
 
+pytestmark = pytest.mark.integration
+
 COUNT = 400
 
 
@@ -44,7 +46,6 @@ def ready(port: int) -> bool:
         return False
 
 
-@pytest.mark.integration
 def test_reset_refuses_a_live_group_and_moves_an_idle_one(broker, workers):
     worker = workers.start()
     before_ms = int(time.time() * 1000) - 60_000

@@ -6,6 +6,7 @@ import time
 from collections import defaultdict
 
 import orjson
+import pytest
 
 from rewards.feedgen import generate
 from rewards.rulebook import load_rules
@@ -16,6 +17,8 @@ from tests.oracle import expected, expected_balances
 from topologies import topics
 from topologies.admin import producer
 from topologies.settings import DEFAULT_RULES
+
+pytestmark = pytest.mark.integration
 
 COUNT = 8000
 
