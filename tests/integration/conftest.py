@@ -133,6 +133,28 @@ def decided(tail: TopicTail) -> Counter[tuple[str, str]]:
     return Counter((d["txn_id"], d["outcome"]) for d in docs)
 
 
+def read_to_end(tail: TopicTail, timeout: float = 60.0) -> None:
+    """Poll until every assigned partition's position reaches its high watermark.
+
+    The high watermark comes from the fetch responses (exact on every broker,
+    unlike ListOffsets on Tansu), so this is "everything on the topic now has
+    been read", a condition, not a quiet period.
+    """
+    consumer = tail.consumer
+    deadline = time.monotonic() + timeout
+    while True:
+        tail.poll()
+        behind = [
+            tp
+            for tp in consumer.assignment()
+            if (hw := consumer.highwater(tp)) is None or consumer.position(tp) < hw
+        ]
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(behind)} partitions not read to their end")
+
+
 def wait_for_outputs(
     bootstrap: str,
     expected: int,
@@ -143,10 +165,15 @@ def wait_for_outputs(
 
     With ``decisions`` (the oracle's (txn_id, outcome) counts), also until
     every one of those has been read: after a crash, repeated records alone
-    could otherwise make up the count. Returns the reader with every record of
-    the output topics, after a short quiet period so that anything beyond
-    ``expected`` would show up too.
+    could otherwise make up the count. Then waits until the workers' groups
+    have committed every record of the feed and of the internal topics (a
+    stage commits its input only after that input's outputs were
+    acknowledged, so every output, late circular ones included, is on the
+    broker) and reads every output topic to its end, so that anything beyond
+    ``expected`` shows up too. Returns the reader with every record.
     """
+    from tests.chaos.harness import wait_drained  # the harness imports this module
+
     tail = TopicTail([bootstrap], topics.OUTPUTS)
 
     def short() -> bool:
@@ -161,9 +188,8 @@ def wait_for_outputs(
                 counts = {t: tail.count(t) for t in topics.OUTPUTS}
                 raise AssertionError(f"timed out waiting for {expected} outputs; have {counts}")
             tail.poll()
-        quiet_until = time.monotonic() + 1.5
-        while time.monotonic() < quiet_until:
-            tail.poll()
+        wait_drained(bootstrap, max(deadline - time.monotonic(), 30.0))
+        read_to_end(tail)
         return tail
     finally:
         tail.close()
