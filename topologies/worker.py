@@ -12,7 +12,7 @@ from pathlib import Path
 
 import faust
 
-from agents import guard
+from agents import faults, guard
 from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, seed_group_offsets, wait_for_broker
@@ -85,6 +85,7 @@ def run_worker(settings: Settings) -> int:
         f"http://{settings.web_host}:{settings.web_port}/metrics",
         flush=True,
     )
+    faults.install_from_env()  # test-only (REWARDS_TEST_FAIL); nothing when unset
     app = build_app(settings, book)
     worker = _Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()  # returns only via SystemExit
