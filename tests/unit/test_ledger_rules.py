@@ -535,3 +535,37 @@ def test_a_replayed_batch_repeats_its_decisions_byte_for_byte_or_emits_nothing(
         assert wire(again) == wire(batch)
     assert encode_user(restored) == after  # the same record either way
     assert all(not e.replay for e in first + batch)
+
+
+def test_fraud_hold_reasons_against_the_oracle():
+    b = book(
+        {"id": "flat", "reward": {"flat_coins": 10}},
+        fraud={
+            "same_payee": {"max_payments": 2, "window_seconds": 3600},
+            "velocity": {"max_payments": 4, "window_seconds": 600},
+            "cooldown_seconds": 3600,
+        },
+    )
+    at = [f"2026-11-25T10:0{i}:00+05:30" for i in range(6)]
+    other = {"payee_vpa": "other.shop@ybl"}
+    got, effects, _ = agree(
+        [
+            txn(txn_id="S0", event_time=at[0]),
+            txn(txn_id="S1", event_time=at[1]),
+            txn(txn_id="S2", event_time=at[2]),  # third to one payee in an hour: same_payee
+            txn(txn_id="O3", event_time=at[3], **other),
+            txn(txn_id="O4", event_time=at[4], **other),  # fifth in 10 min: velocity too
+            txn(txn_id="L5", event_time="2026-11-25T12:00:00+05:30", **other),  # after both
+        ],
+        b,
+    )
+    assert [(t, o, sorted(r)) for t, o, _, r in got] == [
+        ("S0", "GRANTED", ["rule_matched"]),
+        ("S1", "GRANTED", ["rule_matched"]),
+        ("S2", "FRAUD_HOLD", ["fraud_same_payee"]),
+        ("O3", "FRAUD_HOLD", ["fraud_same_payee"]),
+        ("O4", "FRAUD_HOLD", ["fraud_same_payee", "fraud_velocity"]),
+        ("L5", "GRANTED", ["rule_matched"]),
+    ]
+    fraud = [(g.grant_id, g.cause_txn_id) for e in effects for g in e.grants if g.reason == "FRAUD"]
+    assert fraud == [("S0:fraud-clawback", "S2"), ("S1:fraud-clawback", "S2")]
