@@ -262,6 +262,23 @@ class Tally:
             if self.poll():
                 quiet_until = time.monotonic() + quiet_s
 
+    def read_to_end(self, timeout: float = 120.0) -> None:
+        """Poll until every partition's position reaches its fetch high watermark
+        (exact on every broker): all that is on the topics now has been read."""
+        deadline = time.monotonic() + timeout
+        consumer = self.consumer
+        while True:
+            self.poll()
+            behind = [
+                tp
+                for tp in consumer.assignment()
+                if (hw := consumer.highwater(tp)) is None or consumer.position(tp) < hw
+            ]
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(behind)} output partitions not read to their end")
+
     def close(self) -> None:
         self.consumer.close()
 
@@ -644,7 +661,7 @@ def check_pipeline(
     sim = replay(produced)
     tally = Tally(cluster.bootstrap)
     try:
-        tally.settle(2.0)
+        tally.read_to_end()  # the group committed everything: every output is there
     finally:
         tally.close()
     summary = wallet.catch_up()
