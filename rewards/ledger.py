@@ -279,10 +279,11 @@ def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
     raw_coins = sum([c for _, c in earned])
     reasons: list[Reason] = []
     granted = 0
-    if held:
-        reasons.extend(FRAUD_REASON[rule] for rule in held)
-    elif day < state.newest_day - CAP_HORIZON_DAYS:
+    if day < state.newest_day - CAP_HORIZON_DAYS:  # first: holds that old may be forgotten
         reasons.append(_BEYOND_HORIZON)
+        held = []
+    elif held:
+        reasons.extend(FRAUD_REASON[rule] for rule in held)
     elif not earned:
         reasons.append(_NO_MATCHING_RULE)
     elif raw_coins == 0:

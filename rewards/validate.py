@@ -10,6 +10,7 @@ import base64
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
 from pydantic import ValidationError
 
 from schemas.dead_letter import DeadLetter, DeadLetterReason
@@ -83,6 +84,13 @@ def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
             return dead_letter(
                 DeadLetterReason.MISSING_FIELD, f"{missing}: required", raw, source, missing
             )
+    # The model checks the conditionally required fields only once every field is
+    # valid, so a missing ``mcc``/``original_txn_id`` hides behind an invalid field:
+    # look for it in the document (rejected messages only, never the valid path).
+    conditional = _missing_conditional(raw)
+    if conditional is not None:
+        name, why = conditional
+        return dead_letter(DeadLetterReason.MISSING_FIELD, f"{name}: {why}", raw, source, name)
     if kind == "cross_field":
         ctx = first.get("ctx") or {}
         named = str(ctx.get("field", ""))
@@ -95,6 +103,21 @@ def _classify(exc: ValidationError, raw: bytes, source: Source) -> DeadLetter:
     field = str(loc[0]) if loc else None
     detail = f"{field}: {first['msg']}" if field else first["msg"]
     return dead_letter(DeadLetterReason.INVALID_FIELD, detail, raw, source, field)
+
+
+def _missing_conditional(raw: bytes) -> tuple[str, str] | None:
+    """A conditionally required field (``Transaction._cross_field_rules``) that is missing."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if doc.get("payee_kind") == "MERCHANT" and doc.get("mcc") is None:
+        return "mcc", "required when payee_kind is MERCHANT"
+    if doc.get("kind") == "REFUND" and doc.get("original_txn_id") is None:
+        return "original_txn_id", "required when kind is REFUND"
+    return None
 
 
 def dead_letter(

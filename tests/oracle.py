@@ -10,17 +10,30 @@ Circular flags are applied the moment their payment is seen; the worker
 applies them a little later, on the other user's partition. Fraud clawbacks
 reach over the whole held span and give cap room back, so the coins per user
 come out the same either way (docs/fraud.md).
+
+The state horizon (docs/contracts.md, "The state horizon") is modelled as the
+contract words it: the user's newest day is the latest local day of a
+non-duplicate SUCCESS event; a payment more than ``HORIZON_DAYS`` days behind
+it earns nothing (``beyond_state_horizon``); records (dedupe markers,
+refundable payments) older than that are forgotten, so a refund of such a
+payment finds nothing and a resend of it is decided afresh. The one exception
+the core keeps: a resend right after the user's last SUCCESS event is a
+duplicate even when that event left no record. Each decision's ``reasons`` are
+derived from the contract's table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from schemas.rules import RulesFile
 from schemas.transaction import Transaction
+
+#: docs/contracts.md: ``CAP_HORIZON_DAYS`` (not imported: the oracle shares no code).
+HORIZON_DAYS = 62
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class ExpectedDecision:
     #: Fraud effects this event caused, possibly on other users.
     fraud_grants: tuple[ExpectedGrant, ...] = ()
     alerts: tuple[tuple[str, str, str], ...] = ()  # (user, rule, trigger txn)
+    #: The decision's reason codes; for FRAUD_HOLD sorted (the core lists the held rules).
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass
@@ -56,8 +71,12 @@ class _Payment:
 
 @dataclass
 class _User:
-    succeeded: set[str] = field(default_factory=set)
+    #: txn id -> local day of every remembered SUCCESS (within the horizon).
+    records: dict[str, date] = field(default_factory=dict)
     payments: dict[str, _Payment] = field(default_factory=dict)
+    newest_day: date | None = None
+    #: The txn id of the last non-duplicate SUCCESS ("" after a circular flag).
+    last: str = ""
     grants: list[tuple[object, object, int]] = field(default_factory=list)  # (day, month, coins)
     newest: int | None = None
     windowed: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, txn, payee)
@@ -125,7 +144,12 @@ class _Fraud:
                         hits.append((rule, end_txn, end_t, w))
                 elif _count(before, end_t, w, payee) <= limit < after:
                     hits.append((rule, end_txn, end_t, w))
-        return hits
+        # In event-time order: the earliest broken window flags first (its cooldown
+        # may then cover a later one that a late payment broke at the same time).
+        return sorted(
+            hits,
+            key=lambda h: (self.local.index(next(x for x in self.local if x[0] == h[0])), h[2]),
+        )
 
     def pair_hits(self, txn: Transaction) -> list[tuple[str, str, str, int]]:
         """(payer, payee, trigger txn, t) of every newly broken circular window."""
@@ -152,6 +176,8 @@ class _Fraud:
 
     def flag(self, user_id: str, rule: str, trigger: str, t: int, w: int) -> None:
         user = self.users.setdefault(user_id, _User())
+        if rule == "circular":
+            user.last = ""  # a flag applied to the user ends the "last event" resend rule
         covered = any(r == rule and s <= t < e for r, s, e in user.cooldowns)
         if not covered:
             self.alerts.append((user_id, rule, trigger))
@@ -224,6 +250,7 @@ def _run(
                 decision.grants,
                 tuple(fraud.grants[grants_before:]),
                 tuple(fraud.alerts[alerts_before:]),
+                decision.reasons,
             )
         )
     return out, users
@@ -235,34 +262,67 @@ def _decide(
     tz = ZoneInfo(rules.timezone)
     user_id = txn.payer_vpa
     user = users.setdefault(user_id, _User())
+
+    def decided(outcome: str, coins: int, *reasons: str, grant: ExpectedGrant | None = None):
+        grants = (grant,) if grant is not None else ()
+        return ExpectedDecision(txn.txn_id, user_id, outcome, coins, grants, reasons=reasons)
+
     if txn.status != "SUCCESS":
-        return ExpectedDecision(txn.txn_id, user_id, "IGNORED", 0)
-    if txn.txn_id in user.succeeded:
-        return ExpectedDecision(txn.txn_id, user_id, "DUPLICATE", 0)
-    user.succeeded.add(txn.txn_id)
+        return decided("IGNORED", 0, "status_not_success")
+    if txn.txn_id in user.records or txn.txn_id == user.last:
+        return decided("DUPLICATE", 0, "already_processed")
     local = txn.event_time.astimezone(tz)
     day, month = local.date(), (local.year, local.month)
+    if user.newest_day is None or day > user.newest_day:
+        user.newest_day = day
+        floor = day.toordinal() - HORIZON_DAYS
+        user.records = {k: d for k, d in user.records.items() if d.toordinal() >= floor}
+        user.payments = {k: p for k, p in user.payments.items() if k in user.records}
+    user.last = txn.txn_id
+    within = day.toordinal() >= user.newest_day.toordinal() - HORIZON_DAYS
+
+    def remember(payment: _Payment | None = None) -> None:
+        if within:
+            user.records[txn.txn_id] = day
+            if payment is not None:
+                user.payments[txn.txn_id] = payment
+
     if txn.kind == "PAYMENT":
         user.times[txn.txn_id] = (_ms(txn), day, month)
         if fraud.on:
             for rule, trigger, t, w in fraud.local_hits(user, txn):
                 fraud.flag(user_id, rule, trigger, t, w)
-            if fraud.held(user, _ms(txn)):
-                user.payments[txn.txn_id] = _Payment(txn.amount_paise, 0)
-                return ExpectedDecision(txn.txn_id, user_id, "FRAUD_HOLD", 0)
+        if not within:  # before the holds (docs/contracts.md, "The state horizon")
+            return decided("NO_REWARD", 0, "beyond_state_horizon")
+        if fraud.on:
+            held = fraud.held(user, _ms(txn))
+            if held:
+                remember(_Payment(txn.amount_paise, 0))
+                return decided("FRAUD_HOLD", 0, *(f"fraud_{r}" for r in held))
         earned = _rule_coins(txn, rules)
         coins = sum(c for _, c in earned)
+        if not earned:
+            remember(_Payment(txn.amount_paise, 0))
+            return decided("NO_REWARD", 0, "no_matching_rule")
+        if coins == 0:
+            remember(_Payment(txn.amount_paise, 0))
+            return decided("NO_REWARD", 0, "zero_coins")
+        reasons = ["rule_matched"]
         daily = rules.limits.daily_coins_per_user
         monthly = rules.limits.monthly_coins_per_user
         if daily is not None:
-            used = sum(c for d, _, c in user.grants if d == day)
-            coins = min(coins, max(0, daily - used))
+            room = max(0, daily - sum(c for d, _, c in user.grants if d == day))
+            if room < coins:
+                coins = room
+                reasons.append("daily_cap")
         if monthly is not None:
-            used = sum(c for _, m, c in user.grants if m == month)
-            coins = min(coins, max(0, monthly - used))
-        user.payments[txn.txn_id] = _Payment(txn.amount_paise, coins)
+            room = max(0, monthly - sum(c for _, m, c in user.grants if m == month))
+            if room < coins:
+                coins = room
+                reasons.append("monthly_cap")
+        remember(_Payment(txn.amount_paise, coins))
         if coins <= 0:
-            return ExpectedDecision(txn.txn_id, user_id, "NO_REWARD", 0)
+            return decided("NO_REWARD", 0, *reasons)
         user.grants.append((day, month, coins))
         split, left = [], coins
         for rule_id, c in earned:
@@ -272,16 +332,19 @@ def _decide(
         grant = ExpectedGrant(
             f"{txn.txn_id}:grant", "GRANT", user_id, coins, txn.txn_id, txn.txn_id, tuple(split)
         )
-        return ExpectedDecision(txn.txn_id, user_id, "GRANTED", coins, (grant,))
+        return decided("GRANTED", coins, *reasons, grant=grant)
     # A SUCCESS REFUND.
     original = user.payments.get(txn.original_txn_id or "")
+    remember()
     if original is None:
-        return ExpectedDecision(txn.txn_id, user_id, "NO_REWARD", 0)
+        return decided("NO_REWARD", 0, "unknown_payment")
     original.refunded += txn.amount_paise
+    if original.granted == 0:
+        return decided("NO_REWARD", 0, "unrewarded_payment")
     due = original.granted * min(original.refunded, original.amount) // original.amount
     claw = due - original.clawed
     if claw <= 0:
-        return ExpectedDecision(txn.txn_id, user_id, "NO_REWARD", 0)
+        return decided("NO_REWARD", 0, "nothing_left_to_claw_back")
     original.clawed += claw
     grant = ExpectedGrant(
         f"{txn.txn_id}:clawback",
@@ -292,7 +355,7 @@ def _decide(
         txn.txn_id,
         (),
     )
-    return ExpectedDecision(txn.txn_id, user_id, "CLAWED_BACK", claw, (grant,))
+    return decided("CLAWED_BACK", claw, "refund_clawback", grant=grant)
 
 
 def expected_balances(decisions: Iterable[ExpectedDecision]) -> dict[str, int]:

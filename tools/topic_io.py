@@ -6,7 +6,7 @@ Every client takes the environment's security settings (``topologies.security``)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -108,6 +108,26 @@ class TopicReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_to_end(reader: TopicReader, poll: Callable[[], object], timeout: float = 60.0) -> None:
+    """Call ``poll`` until every partition ``reader`` is assigned has been read to its
+    high watermark as the fetch responses report it (exact on every broker, unlike
+    ListOffsets on Tansu): everything on the topics now has been read, a condition,
+    not a quiet period."""
+    consumer = reader.consumer
+    deadline = time.monotonic() + timeout
+    while True:
+        poll()
+        behind = [
+            tp
+            for tp in consumer.assignment()
+            if (hw := consumer.highwater(tp)) is None or consumer.position(tp) < hw
+        ]
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(behind)} partitions of {reader.topics} not read to their end")
 
 
 class TopicTail(TopicReader):

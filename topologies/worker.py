@@ -14,7 +14,7 @@ from pathlib import Path
 
 import faust
 
-from agents import guard
+from agents import faults, guard
 from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, wait_for_broker
@@ -100,6 +100,7 @@ def run_worker(settings: Settings) -> int:
         print(banner, flush=True)
     else:
         log.info(banner)
+    faults.install_from_env()  # test-only (REWARDS_TEST_FAIL); nothing when unset
     app = build_app(settings, book)
     worker = _Worker(
         app,

@@ -43,7 +43,7 @@ from tests.integration.conftest import Worker, WorkerFactory
 from tools.feed import FeedStats, produce_feed
 from tools.feedgen import generate
 from tools.processes import stop_process
-from tools.topic_io import TopicReader
+from tools.topic_io import TopicReader, read_to_end
 from tools.wallet_ledger import Totals, WalletLedger
 from topologies import topics
 from topologies.admin import ensure_topics
@@ -205,6 +205,7 @@ class Tally:
         self.decisions: list[dict[str, object]] = []
         self.decision_bytes: list[bytes] = []
         self.alerts: list[bytes] = []
+        self.grant_bytes: list[bytes] = []
 
     def poll(self, timeout_ms: int = 200) -> int:
         got = 0
@@ -218,6 +219,7 @@ class Tally:
                     self.decisions.append(orjson.loads(r.value))
                     self.decision_bytes.append(bytes(r.value))
                 elif tp.topic == topics.COIN_GRANTS:
+                    self.grant_bytes.append(bytes(r.value))
                     gid = str(orjson.loads(r.value)["grant_id"])
                     self.grant_ids[gid] = self.grant_ids.get(gid, 0) + 1
                 elif tp.topic == topics.FRAUD_ALERTS:
@@ -238,6 +240,10 @@ class Tally:
         while time.monotonic() < quiet_until:
             if self.poll():
                 quiet_until = time.monotonic() + quiet_s
+
+    def read_to_end(self, timeout: float = 120.0) -> None:
+        """Poll until every output partition is read to its fetch high watermark."""
+        read_to_end(self.reader, self.poll, timeout)
 
     def close(self) -> None:
         self.reader.close()
@@ -433,15 +439,23 @@ def compare_balances(
 
 
 def metric(worker: Worker, name: str) -> float:
-    """Sum of one metric family on a live worker (0 when the worker is gone)."""
+    """Sum of one metric family on a live worker.
+
+    Raises AssertionError when the worker does not answer or has no such family:
+    a dead worker must never read as "0 replays skipped".
+    """
     try:
         text = worker.metrics()
-    except OSError:
-        return 0.0
-    total = 0.0
+    except OSError as exc:
+        raise AssertionError(f"{name}: the worker's /metrics did not answer ({exc!r})") from None
+    total, found = 0.0, False
     for line in text.splitlines():
         if re.match(rf"^{name}(\{{| )", line):
             total += float(line.rsplit(" ", 1)[1])
+            found = True
+        elif line.startswith(f"# TYPE {name} "):  # a labelled family with no series yet
+            found = True
+    assert found, f"{name}: no such metric on the worker's /metrics"
     return total
 
 
@@ -554,7 +568,33 @@ def one_story(sim: Simulation, tally: Tally, skip_users: set[str]) -> dict[str, 
     for raw in tally.alerts:
         alerts.setdefault(str(orjson.loads(raw)["alert_id"]), set()).add(raw)
     assert all(len(v) == 1 for v in alerts.values()), "a repeated alert_id with other content"
-    return {"decision_stories_checked": len(want), "alert_ids": len(alerts)}
+    # Grants: one distinct record per grant_id, and (outside the circular farmers)
+    # exactly the core's bytes; every grant the core made is there.
+    grants: dict[str, set[bytes]] = {}
+    for raw in tally.grant_bytes:
+        grants.setdefault(str(orjson.loads(raw)["grant_id"]), set()).add(raw)
+    assert all(len(v) == 1 for v in grants.values()), "a repeated grant_id with other content"
+    want_grants = {
+        g.grant_id: g.model_dump_json().encode()
+        for e in sim.effects
+        for g in e.grants
+        if g.user_vpa not in skip_users
+    }
+    wrong = [k for k, v in want_grants.items() if grants.get(k) != {v}]
+    assert not wrong, f"{len(wrong)} grants missing or differing from the core's bytes"
+    want_alerts = {
+        a.alert_id: a.model_dump_json().encode()
+        for e in sim.effects
+        for a in e.alerts
+        if a.user_vpa not in skip_users
+    }
+    wrong = [k for k, v in want_alerts.items() if alerts.get(k) != {v}]
+    assert not wrong, f"{len(wrong)} alerts missing or differing from the core's bytes"
+    return {
+        "decision_stories_checked": len(want),
+        "alert_ids": len(alerts),
+        "grant_ids_checked": len(want_grants),
+    }
 
 
 def check_pipeline(
@@ -587,7 +627,7 @@ def check_pipeline(
     sim = replay(produced)
     tally = Tally(cluster.bootstrap)
     try:
-        tally.settle(2.0)
+        tally.read_to_end()  # the group committed everything: every output is there
     finally:
         tally.close()
     summary = wallet.catch_up()

@@ -246,6 +246,8 @@ def graceful_stop(events: int, seed: int = 10) -> Report:
         assert "(0 repeated)" in str(repeated), f"decisions re-emitted after SIGTERM: {repeated}"
         assert skipped == 0, f"{skipped} feed messages re-read after a clean stop"
         assert valid > 0
+        assert second.proc.poll() is None, "the restarted worker died"
+        assert second.healthy(), "the restarted worker does not answer /healthz"
     return report.finish()
 
 

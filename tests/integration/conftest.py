@@ -23,7 +23,7 @@ import pytest
 from brokers.launcher import Broker, engine_from_env, free_port, make_broker
 from tools.launch import spawn_worker
 from tools.processes import stop_process
-from tools.topic_io import TopicTail
+from tools.topic_io import TopicTail, read_to_end
 from topologies import topics
 from topologies.admin import ensure_topics
 
@@ -127,10 +127,15 @@ def wait_for_outputs(
 
     With ``decisions`` (the oracle's (txn_id, outcome) counts), also until
     every one of those has been read: after a crash, repeated records alone
-    could otherwise make up the count. Returns the reader with every record of
-    the output topics, after a short quiet period so that anything beyond
-    ``expected`` would show up too.
+    could otherwise make up the count. Then waits until the workers' groups
+    have committed every record of the feed and of the internal topics (a
+    stage commits its input only after that input's outputs were
+    acknowledged, so every output, late circular ones included, is on the
+    broker) and reads every output topic to its end, so that anything beyond
+    ``expected`` shows up too. Returns the reader with every record.
     """
+    from tests.chaos.harness import wait_drained  # the harness imports this module
+
     tail = TopicTail([bootstrap], topics.OUTPUTS)
 
     def short() -> bool:
@@ -145,9 +150,8 @@ def wait_for_outputs(
                 counts = {t: tail.count(t) for t in topics.OUTPUTS}
                 raise AssertionError(f"timed out waiting for {expected} outputs; have {counts}")
             tail.poll()
-        quiet_until = time.monotonic() + 1.5
-        while time.monotonic() < quiet_until:
-            tail.poll()
+        wait_drained(bootstrap, max(deadline - time.monotonic(), 30.0))
+        read_to_end(tail, tail.poll)
         return tail
     finally:
         tail.close()

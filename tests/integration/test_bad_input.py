@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 
 from tests.integration.conftest import wait_for_outputs
 from tools.topic_io import producer
 from topologies import topics
+
+pytestmark = pytest.mark.integration
 
 GOOD = {
     "txn_id": "GOOD-1",

@@ -13,6 +13,8 @@ import pytest
 from brokers.launcher import engine_from_env, free_port, port_in_use
 from topologies.admin import ensure_topics, wait_for_broker
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_broker_command_serves_metadata_and_stops_on_a_signal(tmp_path: Path, sig: int):

@@ -12,6 +12,7 @@ import time
 from collections import Counter, defaultdict
 
 import orjson
+import pytest
 
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
@@ -22,6 +23,8 @@ from tools.feedgen import generate
 from tools.topic_io import TopicTail, producer
 from topologies import topics
 from topologies.settings import DEFAULT_RULES
+
+pytestmark = pytest.mark.integration
 
 COUNT = 20_000
 

@@ -16,6 +16,8 @@ from brokers.launcher import engine_from_env, free_port
 from tests.integration.conftest import wait_for_outputs
 from topologies import topics
 
+pytestmark = pytest.mark.integration
+
 
 def test_demo_accounts_for_every_message_and_stops_cleanly():
     result = subprocess.run(

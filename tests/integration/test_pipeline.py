@@ -11,6 +11,7 @@ import re
 from collections import Counter, defaultdict
 
 import orjson
+import pytest
 
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
@@ -22,6 +23,8 @@ from tools.feedgen import generate
 from tools.topic_io import producer
 from topologies import topics
 from topologies.settings import DEFAULT_RULES
+
+pytestmark = pytest.mark.integration
 
 COUNT = 6000
 

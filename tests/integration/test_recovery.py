@@ -12,6 +12,8 @@ from tests.integration.conftest import wait_for_outputs
 from tools.topic_io import producer
 from topologies import topics
 
+pytestmark = pytest.mark.integration
+
 
 def payment(txn_id: str, amount: int, when: str = "2026-11-22T12:00:00+05:30") -> bytes:
     return json.dumps(

@@ -6,6 +6,7 @@ import time
 from collections import defaultdict
 
 import orjson
+import pytest
 
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
@@ -16,6 +17,8 @@ from tools.feedgen import generate
 from tools.topic_io import producer
 from topologies import topics
 from topologies.settings import DEFAULT_RULES
+
+pytestmark = pytest.mark.integration
 
 COUNT = 8000
 

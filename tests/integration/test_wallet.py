@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.unit.test_wallet import grant
 from tools.topic_io import producer
 from topologies import topics
+
+pytestmark = pytest.mark.integration
 
 
 def wallet(bootstrap: str, db: Path, *extra: str) -> str:

@@ -4,7 +4,8 @@ What can drift silently is cross-checked: environment names against the
 Settings fields, ports and probe paths against what the worker serves, mounts
 against files in the repository, dashboard queries against the metrics the
 worker registers, alert runbook links against docs/operations.md. Prometheus'
-own promtool validates the config and the rules and runs the alert unit tests.
+own promtool validates the config and the rules and runs the alert unit tests
+(tests/integration/test_promtool.py: it may install Debian's package).
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from agents.metrics import Metrics
 from rewards.rulebook import load_rules
-from tests.prom import DEPLOY, REPO, RULES, RULES_TEST, ensure_prometheus, promtool
+from tests.prom import DEPLOY, REPO, RULES, RULES_TEST
 from topologies import health
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
@@ -357,24 +357,3 @@ def test_required_alerts_exist_with_severity_and_runbook():
         assert alert["labels"]["severity"] in {"page", "ticket"}
         anchor = alert["annotations"]["runbook_url"].split("#", 1)[1]
         assert anchor in anchors, (alert["alert"], anchor)
-
-
-# --- promtool -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def binaries():
-    found = ensure_prometheus()
-    if found is None:
-        pytest.skip("promtool is not installed and apt-get cannot be used")
-    return found
-
-
-def test_promtool_checks_the_shipped_config_and_rules(binaries):
-    promtool(binaries, "check", "config", str(PROM_CONFIG))
-    promtool(binaries, "check", "rules", str(RULES))
-
-
-def test_promtool_unit_tests_of_the_alerts(binaries):
-    out = promtool(binaries, "test", "rules", RULES_TEST.name, cwd=RULES_TEST.parent)
-    assert "SUCCESS" in out

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rewards.ledger import CAP_HORIZON_DAYS, process, replay
 from rewards.state import UserState, decode_user, encode_user
+from tests.oracle import expected
 from tests.unit.helpers import book, refund, txn
 
 
@@ -324,3 +329,243 @@ def test_same_input_same_bytes():
         g.model_dump_json() for e in run2 for g in e.grants
     ]
     assert state1 == state2
+
+
+# --- the state horizon, each case against the oracle too ---------------------------------
+
+
+def _days_before(newest: str, days: int) -> str:
+    return (datetime.fromisoformat(newest) - timedelta(days=days)).isoformat()
+
+
+def agree(events, b):
+    """The core's (txn_id, outcome, coins, reasons), asserted equal to the oracle's."""
+    effects, state = replay(events, b)
+    got = [
+        (e.decision.txn_id, e.decision.outcome.value, e.decision.coins, e.decision.reasons)
+        for e in effects
+    ]
+    want = [(w.txn_id, w.outcome, w.coins, list(w.reasons)) for w in expected(events, b.spec)]
+    assert got == want
+    return got, effects, state
+
+
+NEWEST = "2026-11-25T10:00:00+05:30"
+
+
+def test_exactly_62_days_behind_still_earns_63_does_not():
+    b = book({"id": "flat", "reward": {"flat_coins": 1}})
+    got, _, _ = agree(
+        [
+            txn(txn_id="NEW", event_time=NEWEST),
+            txn(txn_id="D62", event_time=_days_before(NEWEST, 62)),
+            txn(txn_id="D63", event_time=_days_before(NEWEST, 63)),
+        ],
+        b,
+    )
+    assert [(t, o, r) for t, o, _, r in got] == [
+        ("NEW", "GRANTED", ["rule_matched"]),
+        ("D62", "GRANTED", ["rule_matched"]),
+        ("D63", "NO_REWARD", ["beyond_state_horizon"]),
+    ]
+    assert CAP_HORIZON_DAYS == 62
+
+
+def test_the_horizon_is_on_ist_days_not_24_hour_spans():
+    b = book({"id": "flat", "reward": {"flat_coins": 1}})
+    # 23:59 IST 62 days before the newest day's 00:00 IST: still day -62, earns.
+    got, _, _ = agree(
+        [
+            txn(txn_id="NEW", event_time="2026-11-25T00:00:00+05:30"),
+            txn(txn_id="EDGE", event_time="2026-09-24T23:59:59+05:30"),
+            txn(txn_id="OUT", event_time="2026-09-23T18:29:59Z"),  # Sep 23 23:59:59 IST
+        ],
+        b,
+    )
+    assert [o for _, o, _, _ in got] == ["GRANTED", "GRANTED", "NO_REWARD"]
+
+
+def test_a_refund_of_an_expired_payment_claws_back_nothing():
+    b = book({"id": "flat", "reward": {"flat_coins": 10}})
+    paid = _days_before(NEWEST, 63)
+    got, effects, _ = agree(
+        [
+            txn(txn_id="OLD", event_time=paid),
+            refund("R0", "OLD", 50_000, event_time=_days_before(NEWEST, 62)),  # still known
+            txn(txn_id="NEW", event_time=NEWEST),  # OLD falls behind the horizon
+            refund("R1", "OLD", 50_000, event_time=NEWEST),
+        ],
+        b,
+    )
+    assert [(t, o, c, r) for t, o, c, r in got] == [
+        ("OLD", "GRANTED", 10, ["rule_matched"]),
+        ("R0", "CLAWED_BACK", 5, ["refund_clawback"]),
+        ("NEW", "GRANTED", 10, ["rule_matched"]),
+        ("R1", "NO_REWARD", 0, ["unknown_payment"]),
+    ]
+    assert effects[3].grants == ()
+
+
+def test_a_resend_of_an_expired_payment_is_beyond_the_horizon_not_a_duplicate():
+    b = book({"id": "flat", "reward": {"flat_coins": 10}})
+    old = txn(txn_id="OLD", event_time=_days_before(NEWEST, 63))
+    got, effects, state = agree(
+        [old, txn(txn_id="NEW", event_time=NEWEST), old, old],
+        b,
+    )
+    assert [(t, o, r) for t, o, _, r in got] == [
+        ("OLD", "GRANTED", ["rule_matched"]),
+        ("NEW", "GRANTED", ["rule_matched"]),
+        ("OLD", "NO_REWARD", ["beyond_state_horizon"]),
+        # right after itself it left no record, yet it is still a duplicate (last event)
+        ("OLD", "DUPLICATE", ["already_processed"]),
+    ]
+    assert [g.grant_id for e in effects for g in e.grants] == ["OLD:grant", "NEW:grant"]
+    assert "OLD" not in state["ravi.kumar@okaxis"].txns
+
+
+def test_only_non_duplicate_success_events_advance_the_newest_day():
+    b = book({"id": "flat", "reward": {"flat_coins": 1}})
+    far = _days_before(NEWEST, -100)  # 100 days ahead
+    got, _, state = agree(
+        [
+            txn(txn_id="A", event_time=NEWEST),
+            txn(txn_id="P", status="PENDING", event_time=far),
+            txn(txn_id="F", status="FAILED", event_time=far),
+            txn(txn_id="A", event_time=far),  # a duplicate: its time counts for nothing
+            txn(txn_id="B", event_time=_days_before(NEWEST, 1)),  # so B still earns
+            refund("R", "A", 1, event_time=far),  # a SUCCESS refund does advance it
+            txn(txn_id="C", event_time=NEWEST),  # now 100 days behind
+        ],
+        b,
+    )
+    assert [o for _, o, _, _ in got] == [
+        "GRANTED",
+        "IGNORED",
+        "IGNORED",
+        "DUPLICATE",
+        "GRANTED",
+        "NO_REWARD",  # it moved the newest day first, so A (100 days behind) is gone
+        "NO_REWARD",
+    ]
+    assert got[-1][3] == ["beyond_state_horizon"] and got[5][3] == ["unknown_payment"]
+    assert state["ravi.kumar@okaxis"].newest_day == datetime.fromisoformat(far).date().toordinal()
+
+
+def test_both_caps_binding_name_daily_then_monthly():
+    b = book({"id": "flat", "reward": {"flat_coins": 50}}, daily=40, monthly=30)
+    got, _, _ = agree([txn(txn_id="A"), txn(txn_id="B")], b)
+    assert got == [
+        ("A", "GRANTED", 30, ["rule_matched", "daily_cap", "monthly_cap"]),
+        ("B", "NO_REWARD", 0, ["rule_matched", "daily_cap", "monthly_cap"]),
+    ]
+
+
+def test_status_duplicate_and_refund_reasons_against_the_oracle():
+    b = book({"id": "flat", "reward": {"flat_coins": 10}})
+    got, _, _ = agree(
+        [
+            txn(txn_id="A", status="PENDING"),
+            refund("R", "A", 100, status="FAILED"),
+            txn(txn_id="A"),
+            txn(txn_id="A"),
+            refund("R", "A", 50_000),
+            refund("R", "A", 50_000),
+        ],
+        b,
+    )
+    assert [r for *_, r in got] == [
+        ["status_not_success"],
+        ["status_not_success"],
+        ["rule_matched"],
+        ["already_processed"],
+        ["refund_clawback"],
+        ["already_processed"],
+    ]
+
+
+# --- a crash replay repeats the first decision or emits nothing ----------------------------
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["P", "R"]), st.integers(1, 9)),
+             min_size=1, max_size=25),
+    st.integers(0, 24),
+    st.booleans(),
+)  # fmt: skip
+def test_a_replayed_batch_repeats_its_decisions_byte_for_byte_or_emits_nothing(
+    draws, cut, state_kept
+):
+    """The decide stage writes a user's record whole after a batch's outputs are
+    acknowledged; a crash either loses that write (the batch is decided again
+    against the record as it was) or keeps it (the marks skip the batch). Either
+    way every repeated output is byte-identical to the first, or absent."""
+    b = book({"id": "pct", "reward": {"bps": 100, "flat_coins": 1}}, daily=40)
+    events = []
+    for i, (n, kind, amount) in enumerate(draws):
+        if kind == "P":
+            events.append(txn(txn_id=f"T{n}", amount_paise=amount * 10_000))
+        else:
+            events.append(refund(f"R{i}", f"T{n}", amount * 5_000))
+    cut = min(cut, len(events))
+    user = UserState()
+    first = [process(e, b, user, f"upi.transactions:0:{i}") for i, e in enumerate(events[:cut])]
+    record = encode_user(user)  # the record written after the first part's batch
+    batch = [
+        process(e, b, user, f"upi.transactions:0:{cut + i}") for i, e in enumerate(events[cut:])
+    ]
+    after = encode_user(user)
+    restored = decode_user(after if state_kept else record)
+    again = [
+        process(e, b, restored, f"upi.transactions:0:{cut + i}") for i, e in enumerate(events[cut:])
+    ]
+
+    def wire(effects):
+        out = []
+        for e in effects:
+            out += [g.model_dump_json() for g in e.grants]
+            out += [a.model_dump_json() for a in e.alerts]
+            if e.decision is not None:
+                out.append(e.decision.model_dump_json())
+        return out
+
+    if state_kept:
+        assert all(e.replay for e in again) and wire(again) == []
+    else:
+        assert wire(again) == wire(batch)
+    assert encode_user(restored) == after  # the same record either way
+    assert all(not e.replay for e in first + batch)
+
+
+def test_fraud_hold_reasons_against_the_oracle():
+    b = book(
+        {"id": "flat", "reward": {"flat_coins": 10}},
+        fraud={
+            "same_payee": {"max_payments": 2, "window_seconds": 3600},
+            "velocity": {"max_payments": 4, "window_seconds": 600},
+            "cooldown_seconds": 3600,
+        },
+    )
+    at = [f"2026-11-25T10:0{i}:00+05:30" for i in range(6)]
+    other = {"payee_vpa": "other.shop@ybl"}
+    got, effects, _ = agree(
+        [
+            txn(txn_id="S0", event_time=at[0]),
+            txn(txn_id="S1", event_time=at[1]),
+            txn(txn_id="S2", event_time=at[2]),  # third to one payee in an hour: same_payee
+            txn(txn_id="O3", event_time=at[3], **other),
+            txn(txn_id="O4", event_time=at[4], **other),  # fifth in 10 min: velocity too
+            txn(txn_id="L5", event_time="2026-11-25T12:00:00+05:30", **other),  # after both
+        ],
+        b,
+    )
+    assert [(t, o, sorted(r)) for t, o, _, r in got] == [
+        ("S0", "GRANTED", ["rule_matched"]),
+        ("S1", "GRANTED", ["rule_matched"]),
+        ("S2", "FRAUD_HOLD", ["fraud_same_payee"]),
+        ("O3", "FRAUD_HOLD", ["fraud_same_payee"]),
+        ("O4", "FRAUD_HOLD", ["fraud_same_payee", "fraud_velocity"]),
+        ("L5", "GRANTED", ["rule_matched"]),
+    ]
+    fraud = [(g.grant_id, g.cause_txn_id) for e in effects for g in e.grants if g.reason == "FRAUD"]
+    assert fraud == [("S0:fraud-clawback", "S2"), ("S1:fraud-clawback", "S2")]

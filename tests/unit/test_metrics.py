@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.decide import _observe
 from agents.metrics import Metrics
-from rewards.ledger import replay
+from rewards.ledger import Effects, replay
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
 from schemas.dead_letter import DeadLetter, DeadLetterReason
@@ -47,19 +48,34 @@ def series(registry: CollectorRegistry) -> set[tuple[str, tuple[tuple[str, str],
 
 
 def run_feed(count: int, seed: int, users: int | None = None) -> tuple[CollectorRegistry, int]:
-    """Decode a generated feed, decide it with the core, record metrics as decide does."""
+    registry, users_seen, _ = run_feed_with_effects(count, seed, users)
+    return registry, users_seen
+
+
+def run_feed_with_effects(
+    count: int, seed: int, users: int | None = None
+) -> tuple[CollectorRegistry, int, tuple[list[Effects], list[DeadLetter], int]]:
+    """Decode a generated feed, decide it with the core, record metrics as decide does.
+
+    Also returns the core's own effects, the dead letters and the message count,
+    so that the metrics can be compared with what actually happened.
+    """
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.set_info("test", health.build_labels())
     registry.register(health.WorkerCollector(None))
     book = load_rules(DEFAULT_RULES)
     txns = []
+    letters: list[DeadLetter] = []
+    messages = 0
     for i, message in enumerate(
         generate(count, seed, bad_share=0.05, fraud_share=0.05, users=users)
     ):
+        messages += 1
         result = decode(message.value, Source("upi.transactions", 0, i))
         if isinstance(result, DeadLetter):
             metrics.dead_letters.labels(reason=result.reason.value).inc()
+            letters.append(result)
         else:
             txns.append(result)
     txns.sort(key=lambda t: t.payer_vpa)  # one worker sees a user's events in order
@@ -67,7 +83,7 @@ def run_feed(count: int, seed: int, users: int | None = None) -> tuple[Collector
     now = time.time_ns()
     _observe(metrics, [(e, now) for e in effects])
     users = len({t.payer_vpa for t in txns})
-    return registry, users
+    return registry, users, (effects, letters, messages)
 
 
 def test_series_do_not_grow_with_users_or_payments():
@@ -90,12 +106,34 @@ def test_labels_are_closed_sets_without_personal_data():
 
 
 def test_counters_add_up_to_the_core_outcomes():
-    registry, _ = run_feed(1500, seed=4)
-    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
-              for f in registry.collect() for s in f.samples}  # fmt: skip
-    decided = sum(v for (n, _), v in values.items() if n == "rewards_events_total")
-    observed = values[("rewards_event_latency_seconds_count", ())]
-    assert decided == observed > 0
+    """Each counter against what the core and the validator actually produced (counted
+    here from the effects, not from another metric the same call filled)."""
+    registry, _, (effects, letters, messages) = run_feed_with_effects(1500, seed=4)
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    outcomes = Counter(e.decision.outcome.value for e in effects if e.decision is not None)
+    assert len(outcomes) >= 4 and letters  # the feed exercises several outcomes and rejects
+    for outcome in Outcome:
+        assert value("rewards_events_total", outcome=outcome.value) == outcomes[outcome.value]
+    coins = Counter()
+    for e in effects:
+        for g in e.grants:
+            coins[g.kind.value] += g.coins
+    assert coins["GRANT"] > 0
+    for kind in GrantKind:
+        assert value("rewards_coins_total", kind=kind.value) == coins[kind.value]
+    reasons = Counter(d.reason.value for d in letters)
+    for reason in DeadLetterReason:
+        assert value("rewards_dead_letters_total", reason=reason.value) == reasons[reason.value]
+    rules = Counter(a.rule.value for e in effects for a in e.alerts)
+    for rule in FraudRule:
+        assert value("rewards_fraud_alerts_total", rule=rule.value) == rules[rule.value]
+    decided = sum(outcomes.values())
+    # The invariant, from the metrics: messages in = decisions + dead letters.
+    assert decided + sum(reasons.values()) == messages == 1500
+    assert value("rewards_event_latency_seconds_count") == decided > 0
 
 
 def test_event_time_lag_follows_the_newest_event():

@@ -83,8 +83,9 @@ near_values = st.sampled_from(
 
 def check(raw: bytes | None) -> Transaction | DeadLetter:
     result = decode(raw, SOURCE)
-    assert isinstance(result, Transaction) != isinstance(result, DeadLetter)
-    if isinstance(result, DeadLetter):
+    # Exactly one of the two kinds (a subclass of both, or of neither, fails).
+    assert type(result) in (Transaction, DeadLetter), type(result)
+    if type(result) is DeadLetter:
         assert result.reason in DeadLetterReason
         assert (result.topic, result.partition, result.offset) == ("upi.transactions", 3, 1207)
         assert result.raw_size == len(raw or b"")
@@ -92,9 +93,14 @@ def check(raw: bytes | None) -> Transaction | DeadLetter:
         # The dead letter itself must be serialisable (it is what gets sent).
         DeadLetter.model_validate_json(result.model_dump_json(exclude_none=True))
     else:
+        assert type(result) is Transaction
         assert raw is not None and len(raw) <= MAX_MESSAGE_BYTES
-        # Valid means the contract holds: re-validating its own output is stable.
         assert result.payer_vpa == result.payer_vpa.lower()
+        # Valid means the contract holds: re-validating its own output is stable,
+        # both as a model and through the decoder (what the next stage reads).
+        again = Transaction.model_validate_json(result.model_dump_json())
+        assert again == result
+        assert decode(result.model_dump_json().encode(), SOURCE) == result
     return result
 
 
@@ -104,15 +110,32 @@ def test_raw_bytes_never_raise(raw: bytes | None):
     check(raw)
 
 
+def _sized(size: int, tail: bytes = b"") -> bytes:
+    """A valid transaction padded (an ignored extra field) to exactly ``size`` bytes."""
+    good = json.dumps({**BASE, "pad": ""}).encode()
+    pad = size - len(good) - len(tail)
+    raw = good[:-2] + b"x" * max(pad, 0) + b'"}' + tail
+    return raw
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(-64, 64), st.binary(max_size=32))
 def test_around_the_size_limit(delta: int, tail: bytes):
-    good = json.dumps({**BASE, "pad": ""}).encode()
-    pad = MAX_MESSAGE_BYTES + delta - len(good) - len(tail)
-    raw = good[:-2] + b"x" * max(pad, 0) + b'"}' + tail
+    raw = _sized(MAX_MESSAGE_BYTES + delta, tail)
     result = check(raw)
     if len(raw) > MAX_MESSAGE_BYTES:
         assert isinstance(result, DeadLetter) and result.reason is DeadLetterReason.TOO_LARGE
+    elif not tail:
+        assert isinstance(result, Transaction)  # a valid message up to the limit is accepted
+
+
+def test_exactly_16_kib_is_accepted_one_byte_more_is_too_large():
+    at_limit, over = _sized(16_384), _sized(16_385)
+    assert (len(at_limit), len(over), MAX_MESSAGE_BYTES) == (16_384, 16_385, 16_384)
+    assert type(check(at_limit)) is Transaction
+    letter = check(over)
+    assert isinstance(letter, DeadLetter) and letter.reason is DeadLetterReason.TOO_LARGE
+    assert letter.raw_size == 16_385 and letter.raw_truncated
 
 
 @settings(max_examples=200, deadline=None)
