@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rewards.circular import PairState, flags_for, pair_key
-from rewards.ledger import Effects, MemoryState, apply_flag, process
-from rewards.rulebook import RuleBook
+from rewards.ledger import Effects, MemoryState, Rules, apply_flag, process
 from rewards.validate import Source, decode
 from rewards.windows import epoch_ms
 from schemas.common import TxnKind, TxnStatus
@@ -48,7 +47,7 @@ class Simulation:
 
 
 def simulate(
-    messages: Iterable[bytes | None], book: RuleBook, topic: str = "upi.transactions"
+    messages: Iterable[bytes | None], book: Rules, topic: str = "upi.transactions"
 ) -> Simulation:
     sim = Simulation()
     pairs: dict[str, PairState] = {}
