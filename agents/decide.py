@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -27,8 +27,7 @@ from agents.checkpoint import Checkpoint, Sender
 from agents.guard import run_batches
 from agents.metrics import Metrics
 from agents.store import PartitionStore, StateCache
-from rewards.ledger import Effects, apply_flag, process
-from rewards.rulebook import RuleBook
+from rewards.ledger import Effects, Rules, apply_flag, process
 from rewards.state import UserState, decode_user, encode_user, user_key
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
@@ -55,7 +54,7 @@ class _User:
     items: list[RoutedTransaction | FraudFlag] = field(default_factory=list)
 
 
-def _apply(item: RoutedTransaction | FraudFlag, book: RuleBook, state: UserState) -> Effects:
+def _apply(item: RoutedTransaction | FraudFlag, book: Rules, state: UserState) -> Effects:
     if isinstance(item, FraudFlag):
         return apply_flag(item, book, state)
     return process(item.txn, book, state, item.source)
@@ -69,7 +68,7 @@ class DecideBatch:
         sender: Sender,
         store: PartitionStore,
         topics: DecideTopics,
-        book: RuleBook,
+        book: Rules,
         metrics: Metrics,
         cache: StateCache | None = None,
     ) -> None:
@@ -172,7 +171,7 @@ def attach_decide(
     by_payer: faust.types.TopicT,
     store: PartitionStore,
     topics: DecideTopics,
-    book: RuleBook,
+    rules: Rules | Callable[[], Rules],
     metrics: Metrics,
     batch_max: int,
     within_s: float,
@@ -180,8 +179,11 @@ def attach_decide(
 ) -> None:
     cache = StateCache(cache_users, lambda: int(app.consumer_generation_id))
 
+    current = rules if callable(rules) else (lambda: rules)
+
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        batch = DecideBatch(sender, store, topics, book, metrics, cache)
+        # The versions known now, for the whole batch (a new one joins between batches).
+        batch = DecideBatch(sender, store, topics, current(), metrics, cache)
         for event in events:
             msg = event.message
             await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)

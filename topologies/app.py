@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import faust
 import mode
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -13,14 +15,26 @@ from agents.circular import attach_circular
 from agents.decide import DecideTopics, attach_decide
 from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
+from agents.rules_feed import LiveRules, RulesFollower
 from agents.store import FaustTableStore
 from rewards.rulebook import RuleBook
 from topologies import fetch_wait, health, highwater, topics
 from topologies.settings import Settings
 
 
-def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None) -> faust.App:
-    """One worker process: the ingest edge, then the decide and circular agents."""
+def build_app(
+    settings: Settings,
+    book: RuleBook,
+    metrics: Metrics | None = None,
+    live: LiveRules | None = None,
+    rules_start: Mapping[int, int] | None = None,
+) -> faust.App:
+    """One worker process: the ingest edge, then the decide and circular agents.
+
+    ``book`` is the first version of the rules; ``live`` the versions known at
+    start-up (read from ``rewards.rules`` up to ``rules_start``), followed from
+    there while the worker runs. Without them, the topic is followed from its start.
+    """
     if settings.processing_guarantee == "exactly_once":
         raise ValueError(
             "processing_guarantee: exactly_once is not supported by the batch-native stages "
@@ -56,6 +70,8 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         web_port=settings.web_port,
     )
     metrics = metrics or Metrics()
+    live = live or LiveRules(book)
+    live.metrics = metrics
     within_s = settings.batch_within_ms / 1000
     by_payer = app.topic(
         internal.by_payer,
@@ -123,7 +139,7 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         by_payer,
         FaustTableStore(state),
         decide_topics,
-        book,
+        lambda: live.versions,
         metrics,
         settings.pack_batch_max,
         within_s,
@@ -148,6 +164,18 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         ),
         metrics,
     )
+
+    follower = RulesFollower(settings.bootstrap_list(), topics.RULES, live, rules_start)
+
+    @app.service
+    class FollowRules(mode.Service):
+        """New versions of the rules while the worker runs (``agents.rules_feed``)."""
+
+        async def on_start(self) -> None:
+            await follower.start()
+
+        async def on_stop(self) -> None:
+            await follower.stop()
 
     @app.service
     class IngestEdge(mode.Service):
@@ -178,4 +206,5 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         edge.lag,
         stall_restart_s=settings.stall_restart_s,
     )
+    live.refresh_metrics()  # every version known, after install's single one
     return app

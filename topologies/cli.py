@@ -1,4 +1,4 @@
-"""``upi-rewards``: broker, worker, check-rules, feed, wallet, demo."""
+"""``upi-rewards``: broker, worker, check-rules, rules, feed, wallet, demo."""
 
 from __future__ import annotations
 
@@ -137,6 +137,18 @@ def cmd_wallet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_publish(args: argparse.Namespace) -> int:
+    from topologies.campaigns import cmd_publish
+
+    return cmd_publish(args.file, _settings(args).bootstrap_list(), args.backfill)
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    from topologies.campaigns import cmd_list
+
+    return cmd_list(_settings(args).bootstrap_list())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from topologies.demo import run_demo
 
@@ -172,6 +184,23 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-rules", help="validate a rules file and summarise it")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_check_rules)
+
+    p = sub.add_parser("rules", help="versions of the rules on the topic rewards.rules")
+    rules_sub = p.add_subparsers(dest="rules_command", required=True)
+    q = rules_sub.add_parser(
+        "publish", help="validate a rules file and publish it as a version (immutable)"
+    )
+    q.add_argument("file", type=Path)
+    q.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    q.add_argument(
+        "--backfill",
+        action="store_true",
+        help="allow an effective_from before now (replays, tests): past events may be decided",
+    )
+    q.set_defaults(func=cmd_rules_publish)
+    q = rules_sub.add_parser("list", help="the versions, their effective_from, the one in force")
+    q.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    q.set_defaults(func=cmd_rules_list)
 
     p = sub.add_parser("feed", help="produce a synthetic UPI feed to upi.transactions")
     p.add_argument("--count", type=int, required=True)

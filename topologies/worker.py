@@ -17,6 +17,7 @@ from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, seed_group_offsets, wait_for_broker
 from topologies.app import build_app
+from topologies.campaigns import load_live_rules
 from topologies.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,15 +78,18 @@ def run_worker(settings: Settings) -> int:
     wait_for_broker(servers)
     ensure_topics(servers, dict.fromkeys(streams, settings.partitions), settings.replication_factor)
     seed_group_offsets(servers, settings.app_id, streams)
+    # Every version on rewards.rules is known before anything is decided.
+    live, rules_end = load_live_rules(book, servers)
     prepare_state_dir(settings.data_dir)
     print(
         f"upi-rewards worker: rules {book.version!r} ({len(book.spec.rules)} rules, "
         f"tz {book.spec.timezone}), brokers {settings.kafka_bootstrap_servers}, "
         f"state in {settings.data_dir}, metrics on "
-        f"http://{settings.web_host}:{settings.web_port}/metrics",
+        f"http://{settings.web_host}:{settings.web_port}/metrics; "
+        f"{len(live.versions.books) - 1} later versions from {topics.RULES}",
         flush=True,
     )
-    app = build_app(settings, book)
+    app = build_app(settings, book, live=live, rules_start=rules_end)
     worker = _Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()  # returns only via SystemExit
     return 0
