@@ -111,6 +111,13 @@ class Metrics:
             ["version"],
             registry=registry,
         )
+        self.rules_refused = Counter(
+            "rewards_rules_refused_total",
+            "Records of rewards.rules left out by this worker: not a valid rules file, or a "
+            "version that cannot join (other contents under a known version, another "
+            "timezone or fraud section, a start another version has); the log says which.",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "rewards_build_info",
             "Always 1; labels name the worker's package version, git revision and Python.",

@@ -56,6 +56,12 @@ class LiveRules:
         self.refused = 0
         self.refresh_metrics()
 
+    def attach(self, metrics: Metrics) -> None:
+        """Report to ``metrics`` from now on, counting the records left out so far."""
+        self.metrics = metrics
+        metrics.rules_refused.inc(self.refused)
+        self.refresh_metrics()
+
     def offer(self, value: bytes | None, where: str) -> bool:
         """Add the version in a record (``where``: topic:partition:offset); False if left out."""
         try:
@@ -64,6 +70,8 @@ class LiveRules:
             self.versions = before.add(book)
         except RulesError as exc:
             self.refused += 1
+            if self.metrics is not None:
+                self.metrics.rules_refused.inc()
             log.error("rules version left out: %s", exc)
             return False
         if self.versions is not before:

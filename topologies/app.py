@@ -71,7 +71,7 @@ def build_app(
     )
     metrics = metrics or Metrics()
     live = live or LiveRules(book)
-    live.metrics = metrics
+    live.attach(metrics)
     within_s = settings.batch_within_ms / 1000
     by_payer = app.topic(
         internal.by_payer,

@@ -58,7 +58,7 @@ def test_live_rules_add_versions_leave_out_bad_ones_and_show_them_in_metrics():
     assert not live.offer(b"{not json", "rewards.rules:0:3")
     assert not live.offer(None, "rewards.rules:0:4")
     assert not live.offer(b'{"version": "v3"}', "rewards.rules:0:5")
-    assert live.refused == 4
+    assert live.refused == 4 and reg.get_sample_value("rewards_rules_refused_total") == 4
     assert [b.version for b in live.versions.books] == [first.version, "v2"]
 
     def sample(name: str, version: str) -> float | None:
