@@ -1,4 +1,4 @@
-"""``upi-rewards``: broker, worker, check-rules, rules, feed, wallet, demo."""
+"""``upi-rewards``: broker, worker, check-rules, rules, simulate, feed, wallet, demo."""
 
 from __future__ import annotations
 
@@ -149,6 +149,13 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     return cmd_list(_settings(args).bootstrap_list())
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from topologies.backtest_cli import cmd_simulate as simulate
+
+    args.bootstrap_list = _settings(args).bootstrap_list()
+    return simulate(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from topologies.demo import run_demo
 
@@ -201,6 +208,19 @@ def parser() -> argparse.ArgumentParser:
     q = rules_sub.add_parser("list", help="the versions, their effective_from, the one in force")
     q.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
     q.set_defaults(func=cmd_rules_list)
+
+    p = sub.add_parser(
+        "simulate", help="backtest rules over history through the pure core, offline"
+    )
+    p.add_argument("--rules", type=Path, required=True, help="the rules to cost (NEW)")
+    p.add_argument("--baseline", type=Path, help="the rules to compare with (OLD)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, help="raw feed messages, one per line")
+    source.add_argument("--from-topic", metavar="TOPIC", help="read TOPIC to its end (no group)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers, for --from-topic")
+    p.add_argument("--report", type=Path, help="write a self-contained HTML report here")
+    p.add_argument("--summary-json", type=Path, help="write the summary (JSON) here")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("feed", help="produce a synthetic UPI feed to upi.transactions")
     p.add_argument("--count", type=int, required=True)
