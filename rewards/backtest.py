@@ -21,16 +21,21 @@ feed and rules (``summary_of_outputs``; tests/integration/test_backtest.py).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from rewards.ledger import Rules
-from rewards.simulate import Simulation, simulate
+from rewards.simulate import Simulation, decode_feed, simulate_decoded
+from schemas.dead_letter import DeadLetter
 from schemas.decision import Outcome, Reason
 from schemas.grant import GrantKind
+from schemas.transaction import Transaction
+
+_FRAUD_HOLD, _GRANT = Outcome.FRAUD_HOLD, GrantKind.GRANT
+_DAILY_CAP, _MONTHLY_CAP = Reason.DAILY_CAP, Reason.MONTHLY_CAP
 
 SUMMARY_KEYS = (
     "events",
@@ -90,14 +95,35 @@ class _Tally:
 
 def summarize(sim: Simulation) -> dict[str, Any]:
     """The summary of one simulated run (keys: ``SUMMARY_KEYS``)."""
+    # One tight pass: enum members compared by identity (``.value`` is a
+    # descriptor call each; it was a sixth of a backtest's time).
     tally = _Tally()
     tally.dead_letters = len(sim.dead_letters)
+    hold, daily, monthly, grant = _FRAUD_HOLD, _DAILY_CAP, _MONTHLY_CAP, _GRANT
+    capped_daily, capped_monthly, by_rule = tally.capped_daily, tally.capped_monthly, tally.by_rule
+    events = holds = granted = clawed = grants = 0
     for effects in sim.effects:
         d = effects.decision
         if d is not None:
-            tally.decision(d.user_vpa, d.outcome.value, (r.value for r in d.reasons))
+            events += 1
+            if d.outcome is hold:
+                holds += 1
+            reasons = d.reasons
+            if len(reasons) > 1:  # a cap is never the only reason
+                if daily in reasons:
+                    capped_daily.add(d.user_vpa)
+                if monthly in reasons:
+                    capped_monthly.add(d.user_vpa)
         for g in effects.grants:
-            tally.grant(g.kind.value, g.coins, ((r.rule_id, r.coins) for r in g.rules))
+            if g.kind is grant:
+                grants += 1
+                granted += g.coins
+                for r in g.rules:
+                    by_rule[r.rule_id] += r.coins
+            else:
+                clawed += g.coins
+    tally.events, tally.fraud_holds, tally.grants = events, holds, grants
+    tally.coins_granted, tally.coins_clawed_back = granted, clawed
     return tally.summary()
 
 
@@ -176,12 +202,16 @@ class Run:
 
 
 def run(messages: Iterable[bytes | None], rules: Rules) -> Run:
-    sim = simulate(messages, rules)
+    return run_decoded(decode_feed(messages), rules)
+
+
+def run_decoded(items: Iterable[Transaction | DeadLetter], rules: Rules) -> Run:
+    """A run over messages validated already (``rewards.simulate.decode_feed``)."""
+    sim = simulate_decoded(items, rules, marks=False)
     return Run(rules, sim, summarize(sim))
 
 
-def tee(messages: Iterable[bytes | None], keep: list[bytes | None]) -> Iterator[bytes | None]:
-    """Yield the messages, keeping each (for a second run over the same feed)."""
-    for m in messages:
-        keep.append(m)
-        yield m
+def run_many(messages: Iterable[bytes | None], each: Iterable[Rules]) -> list[Run]:
+    """One run per rules file over the same feed, validating each message once."""
+    items = list(decode_feed(messages))
+    return [run_decoded(items, rules) for rules in each]

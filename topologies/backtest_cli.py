@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
-from rewards.backtest import SUMMARY_KEYS, Run, run
+from rewards.backtest import SUMMARY_KEYS, run_decoded
 from rewards.errors import RulesError
 from rewards.rulebook import RuleBook, load_rules
+from rewards.simulate import decode_feed
+
+T = TypeVar("T")
 
 
 class Progress:
@@ -34,13 +37,14 @@ class Progress:
         self.total, self.label, self.stream, self.every = max(total, 1), label, stream, every
         self.started = time.monotonic()
 
-    def wrap(self, items: Iterable[bytes | None]) -> Iterator[bytes | None]:
+    def wrap(self, items: Iterable[T]) -> Iterator[T]:
         n = 0
         for n, item in enumerate(items, 1):
             if n % self.every == 0:
                 self.draw(n)
             yield item
-        self.draw(n)
+        if n % self.every or n == 0:
+            self.draw(n)
         self.stream.write("\n")
         self.stream.flush()
 
@@ -142,21 +146,22 @@ def cmd_simulate(args: Any) -> int:
         return 1
     tty = sys.stderr.isatty()
 
-    def feed(label: str) -> Iterable[bytes | None]:
-        return Progress(len(messages), label, sys.stderr).wrap(messages) if tty else messages
+    def progress(label: str, items: Sequence[T]) -> Iterable[T]:
+        return Progress(len(messages), label, sys.stderr).wrap(items) if tty else items
 
     t0 = time.process_time()
-    new_run = run(feed("new"), new)
-    base_run: Run | None = run(feed("baseline"), baseline) if baseline else None
+    decoded = list(decode_feed(progress("validate", messages)))
+    new_run = run_decoded(progress("new", decoded), new)
+    base_run = run_decoded(progress("baseline", decoded), baseline) if baseline else None
+    runs = [r for r in (new_run, base_run) if r is not None]
     cpu = time.process_time() - t0
     base_summary = base_run.summary if base_run else None
     summary = {**new_run.summary, "baseline": base_summary}
     for line in _table(new_run.summary, base_summary):
         print(line)
-    runs = 2 if base_run else 1
     print(
-        f"{len(messages):,} messages, {runs} run(s) through the core in {cpu:.2f} s CPU "
-        f"({cpu * 1e6 / max(len(messages) * runs, 1):.1f} µs/event)"
+        f"{len(messages):,} messages, {len(runs)} run(s) through the core in {cpu:.2f} s CPU "
+        f"({cpu * 1e6 / max(len(messages) * len(runs), 1):.1f} µs/event)"
     )
     if args.summary_json:
         args.summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")

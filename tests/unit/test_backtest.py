@@ -145,3 +145,6 @@ def test_the_progress_bar_counts_to_the_end():
     drawn = stream.getvalue()
     assert drawn.count("\r") == 4 and "100%" in drawn and "10/10" in drawn
     assert drawn.endswith("\n")
+    exact = io.StringIO()
+    list(Progress(10, "new", exact, every=5).wrap([b"x"] * 10))
+    assert exact.getvalue().count("\r") == 2  # the end is drawn once
