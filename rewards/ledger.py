@@ -132,10 +132,12 @@ def _replayed(user: UserState, source: str) -> bool:
 class _Event:
     """One event's outputs as they are made, against the user's state."""
 
-    __slots__ = ("alerts", "book", "grants", "state", "user")
+    __slots__ = ("alerts", "book", "grants", "rules", "state", "user")
 
-    def __init__(self, user: str, book: RuleBook, state: UserState) -> None:
-        self.user, self.book, self.state = user, book, state
+    def __init__(self, user: str, book: RuleBook, state: UserState, rules: Rules) -> None:
+        #: ``book``: the version deciding this event; ``rules``: every version, for
+        #: the clawbacks of a flag (the version in force at its trigger's time)
+        self.user, self.book, self.state, self.rules = user, book, state, rules
         self.grants: list[CoinGrant] = []
         self.alerts: list[FraudAlert] = []
 
@@ -184,7 +186,7 @@ class _Event:
                     txn_id,
                     hit.trigger,
                     GrantReason.FRAUD,
-                    self.book,
+                    self.rules.at_ms(hit.t),
                     from_ms(payment.t),
                 )
             )
@@ -254,7 +256,7 @@ def process(txn: Transaction, rules: Rules, user: UserState, source: str = "") -
     day, month = day_and_month(txn.event_time, book.tz)
     _advance(user, day)
     user.last_txn = txn.txn_id
-    event = _Event(txn.payer_vpa, book, user)
+    event = _Event(txn.payer_vpa, book, user, rules)
     if txn.kind is _PAYMENT:
         return _pay(event, txn, day, month)
     return _refund(event, txn, day)
@@ -269,9 +271,8 @@ def apply_flag(flag: FraudFlag, rules: Rules, user: UserState) -> Effects:
         return REPLAY
     user.last_txn = ""
     first_t = flag.violations[0].t_ms if flag.violations else 0
-    event = _Event(flag.user_vpa, rules.at_ms(first_t), user)
+    event = _Event(flag.user_vpa, rules.at_ms(first_t), user, rules)
     for v in flag.violations:
-        event.book = rules.at_ms(v.t_ms)
         event.flag(Hit(v.rule, v.trigger_txn_id, v.t_ms, v.window_ms, v.txn_ids))
     return event.effects(None)
 

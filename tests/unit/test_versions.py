@@ -251,3 +251,23 @@ def test_effective_from_must_carry_an_offset_and_the_error_names_the_field():
     with pytest.raises(RulesError, match="effective_from"):
         parse_rules(rules("v2", effective_from="2026-11-25T12:00:00"))
     assert parse_rules(rules("v1")).spec.effective_from is None
+
+
+def test_a_fraud_clawback_carries_the_version_in_force_at_its_trigger_payment():
+    # T2 arrives late, before the switch; it breaks the window ending at T3, after it.
+    fraud = {"velocity": {"max_payments": 2, "window_seconds": 600}}
+    first, second = rules("v1", fraud=fraud), rules("v2", effective_from=SWITCH, fraud=fraud)
+    versions = two(first, second)
+    feed = [
+        txn(txn_id="T1", event_time="2026-11-25T11:55:00+05:30"),
+        txn(txn_id="T3", event_time="2026-11-25T12:02:00+05:30"),
+        txn(txn_id="T2", event_time="2026-11-25T11:58:00+05:30"),
+    ]
+    out, _ = replay(feed, versions)
+    late = out[2]
+    assert late.decision is not None and late.decision.rules_version == "v1"
+    assert [a.alert_id.split(":")[0] for a in late.alerts] == ["T3"]
+    clawbacks = [(g.txn_id, g.rules_version) for g in late.grants]
+    assert clawbacks == [("T1", "v2"), ("T3", "v2")]
+    want = expected(feed, parse_rules(first).spec, [parse_rules(second).spec])
+    assert [(g.txn_id, g.rules_version) for g in want[2].fraud_grants] == clawbacks
