@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rewards.errors import RulesError
 from rewards.feedgen import generate
@@ -19,6 +21,7 @@ from schemas.grant import GrantKind
 from schemas.transaction import Transaction
 from tests.oracle import expected
 from tests.unit.helpers import refund, txn
+from tests.unit.test_properties import START, event, rulebooks
 from topologies.settings import DEFAULT_RULES
 
 SWITCH = "2026-11-25T12:00:00+05:30"
@@ -271,3 +274,43 @@ def test_a_fraud_clawback_carries_the_version_in_force_at_its_trigger_payment():
     assert clawbacks == [("T1", "v2"), ("T3", "v2")]
     want = expected(feed, parse_rules(first).spec, [parse_rules(second).spec])
     assert [(g.txn_id, g.rules_version) for g in want[2].fraud_grants] == clawbacks
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=rulebooks,
+    later=st.lists(
+        st.tuples(rulebooks, st.integers(0, 4 * 24 * 60)),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda x: x[1],
+    ),
+    events=st.lists(event(), max_size=40),
+)
+def test_versions_through_the_core_agree_with_the_oracle(first, later, events):
+    specs = []
+    for n, (book, minutes) in enumerate(later):
+        data = book.spec.model_dump(mode="json", exclude_none=True)
+        data.update(
+            version=f"later-{n}", effective_from=(START + timedelta(minutes=minutes)).isoformat()
+        )
+        specs.append(parse_rules(data))
+    versions = RuleVersions.of(first, specs)
+    effects, _ = replay(events, versions)
+    want = expected(events, first.spec, [b.spec for b in specs])
+    assert [
+        (e.decision.txn_id, e.decision.outcome.value, e.decision.coins, e.decision.rules_version)
+        for e in effects
+        if e.decision
+    ] == [(w.txn_id, w.outcome, w.coins, w.rules_version) for w in want]
+    assert [
+        (
+            g.grant_id,
+            g.kind.value,
+            g.coins,
+            g.rules_version,
+            tuple((r.rule_id, r.coins) for r in g.rules),
+        )
+        for e in effects
+        for g in e.grants
+    ] == [(g.grant_id, g.kind, g.coins, g.rules_version, g.rules) for w in want for g in w.grants]
