@@ -11,7 +11,7 @@ MVN         ?= mvn
 ## The packages whose doctests run with the unit tests (and that mypy checks, with bench).
 PACKAGES    := schemas rewards workarounds agents topologies brokers tools
 
-.PHONY: install kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
+.PHONY: install chromium kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ $(KAFKA_STAMP): $(KAFKA_POM)
 
 kafka: $(KAFKA_STAMP)
 
-install: $(STAMP) $(KAFKA_STAMP)
+## Headless Chromium, for the backtest report's browser test
+## (tests/integration/test_report_browser.py): from apt, only when it is missing.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; }
+
+install: $(STAMP) $(KAFKA_STAMP) chromium
 
 ## The main job: embedded broker + worker + synthetic feed, live summary.
 demo: $(STAMP)

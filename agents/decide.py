@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -28,8 +28,7 @@ from agents.context import StageContext, StageTopics
 from agents.guard import run_batches
 from agents.metrics import Metrics
 from agents.store import PartitionStore, StateCache
-from rewards.ledger import Effects, apply_flag, process
-from rewards.rulebook import RuleBook
+from rewards.ledger import Effects, Rules, apply_flag, process
 from rewards.state import UserState, decode_user, encode_user, user_key
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
@@ -48,7 +47,7 @@ class _User:
     items: list[RoutedTransaction | FraudFlag] = field(default_factory=list)
 
 
-def _apply(item: RoutedTransaction | FraudFlag, book: RuleBook, state: UserState) -> Effects:
+def _apply(item: RoutedTransaction | FraudFlag, book: Rules, state: UserState) -> Effects:
     if isinstance(item, FraudFlag):
         return apply_flag(item, book, state)
     return process(item.txn, book, state, item.source)
@@ -92,7 +91,7 @@ class DecideBatch:
         sender: Sender,
         store: PartitionStore,
         topics: StageTopics,
-        book: RuleBook,
+        book: Rules,
         metrics: Metrics,
         cache: StateCache | None = None,
     ) -> None:
@@ -193,7 +192,7 @@ def attach_decide(
     ctx: StageContext,
     by_payer: faust.types.TopicT,
     store: PartitionStore,
-    book: RuleBook,
+    rules: Rules | Callable[[], Rules],
     cache_users: int = 0,
     gate: BatchGate | None = None,
 ) -> None:
@@ -201,10 +200,13 @@ def attach_decide(
     cache = StateCache(cache_users, lambda: int(app.consumer_generation_id))
     gate = gate or BatchGate()
 
+    current = rules if callable(rules) else (lambda: rules)
+
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
         gate.begin({event.message.partition for event in events})
         try:
-            batch = DecideBatch(ctx.sender, store, ctx.topics, book, ctx.metrics, cache)
+            # The versions known now, for the whole batch (a new one joins between batches).
+            batch = DecideBatch(ctx.sender, store, ctx.topics, current(), ctx.metrics, cache)
             for event in events:
                 msg = event.message
                 await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)

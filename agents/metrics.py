@@ -106,8 +106,23 @@ class Metrics:
         )
         self.rules_info = Gauge(
             "rewards_rules_info",
-            "Always 1; the label names the rules version this worker decides with.",
+            "Always 1; one series per rules version this worker knows (its --rules file "
+            "and the versions read from rewards.rules).",
             ["version"],
+            registry=registry,
+        )
+        self.rules_in_force = Gauge(
+            "rewards_rules_in_force",
+            "Always 1; the label names the rules version in force now (wall clock): the "
+            "one deciding events of this moment.",
+            ["version"],
+            registry=registry,
+        )
+        self.rules_refused = Counter(
+            "rewards_rules_refused_total",
+            "Records of rewards.rules left out by this worker: not a valid rules file, or a "
+            "version that cannot join (other contents under a known version, another "
+            "timezone or fraud section, a start another version has); the log says which.",
             registry=registry,
         )
         self.build_info = Gauge(
@@ -152,7 +167,23 @@ class Metrics:
 
     def set_info(self, rules_version: str, build: dict[str, str]) -> None:
         """One series each: a rules change or a deploy shows up as a new label value."""
-        self.rules_info.clear()
-        self.rules_info.labels(version=rules_version).set(1)
+        self.set_rules([rules_version], rules_version)
         self.build_info.clear()
         self.build_info.labels(**build).set(1)
+
+    def set_rules(self, versions: list[str], in_force: str) -> None:
+        """Every version known (``rewards_rules_info``) and the one in force now."""
+        known = {labels[0] for labels in self._label_values(self.rules_info)}
+        for gone in known - set(versions):
+            self.rules_info.remove(gone)
+        for version in versions:
+            self.rules_info.labels(version=version).set(1)
+        if {labels[0] for labels in self._label_values(self.rules_in_force)} != {in_force}:
+            self.rules_in_force.clear()
+            self.rules_in_force.labels(version=in_force).set(1)
+
+    @staticmethod
+    def _label_values(gauge: Gauge) -> list[tuple[str, ...]]:
+        return [
+            tuple(sample.labels.values()) for metric in gauge.collect() for sample in metric.samples
+        ]

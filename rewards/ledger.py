@@ -34,6 +34,7 @@ from rewards.calendar import day_and_month, month_of_day
 from rewards.fraud import Hit
 from rewards.rulebook import RuleBook
 from rewards.state import SEP, Payment, Refund, UserState, parse_source
+from rewards.versions import RuleVersions
 from rewards.windows import epoch_ms, from_ms
 from schemas.common import TxnKind, TxnStatus
 from schemas.decision import Decision, Outcome, Reason
@@ -67,6 +68,9 @@ __all__ = [
 CAP_HORIZON_DAYS = 62
 
 Model = TypeVar("Model", bound=BaseModel)
+#: One rules file, or the versions known (``rewards.versions``): each event is
+#: decided by ``rules.at(event_time)``, the version in force at its time.
+Rules = RuleBook | RuleVersions
 
 # Enum members as module constants: looking one up on its class is a dict miss
 # and a metaclass call in Python 3.11, per event.
@@ -128,10 +132,12 @@ def _replayed(user: UserState, source: str) -> bool:
 class _Event:
     """One event's outputs as they are made, against the user's state."""
 
-    __slots__ = ("alerts", "book", "grants", "state", "user")
+    __slots__ = ("alerts", "book", "grants", "rules", "state", "user")
 
-    def __init__(self, user: str, book: RuleBook, state: UserState) -> None:
-        self.user, self.book, self.state = user, book, state
+    def __init__(self, user: str, book: RuleBook, state: UserState, rules: Rules) -> None:
+        #: ``book``: the version deciding this event; ``rules``: every version, for
+        #: the clawbacks of a flag (the version in force at its trigger's time)
+        self.user, self.book, self.state, self.rules = user, book, state, rules
         self.grants: list[CoinGrant] = []
         self.alerts: list[FraudAlert] = []
 
@@ -180,7 +186,7 @@ class _Event:
                     txn_id,
                     hit.trigger,
                     GrantReason.FRAUD,
-                    self.book,
+                    self.rules.at_ms(hit.t),
                     from_ms(payment.t),
                 )
             )
@@ -223,9 +229,12 @@ def _advance(state: UserState, day: int) -> None:
         state.txns = {k: rec for k, rec in txns.items() if rec.day >= floor}
 
 
-def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "") -> Effects:
+def process(txn: Transaction, rules: Rules, user: UserState, source: str = "") -> Effects:
     """Decide one valid event of ``user`` (the payer's state), updating it in place.
 
+    The version of ``rules`` in force at the event's time decides it: its rules
+    and caps (counted over every coin of the day and month, whichever version
+    granted it), its ``rules_version`` on the decision and the grants.
     ``source`` (``topic:partition:offset`` of the feed message) drives the
     replay marks; empty, there are none (tests, tools).
     """
@@ -238,6 +247,7 @@ def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "")
         if offset <= marks.get(path, -1):
             return REPLAY
         marks[path] = offset
+    book = rules.at(txn.event_time)
     if txn.status is not _SUCCESS:
         return Effects(_decision(txn, book, _IGNORED, 0, [_NOT_SUCCESS]))
     if txn.txn_id in user.txns or txn.txn_id == user.last_txn:
@@ -246,18 +256,22 @@ def process(txn: Transaction, book: RuleBook, user: UserState, source: str = "")
     day, month = day_and_month(txn.event_time, book.tz)
     _advance(user, day)
     user.last_txn = txn.txn_id
-    event = _Event(txn.payer_vpa, book, user)
+    event = _Event(txn.payer_vpa, book, user, rules)
     if txn.kind is _PAYMENT:
         return _pay(event, txn, day, month)
     return _refund(event, txn, day)
 
 
-def apply_flag(flag: FraudFlag, book: RuleBook, user: UserState) -> Effects:
-    """Apply a flag raised elsewhere (the circular detector) to the flagged user."""
+def apply_flag(flag: FraudFlag, rules: Rules, user: UserState) -> Effects:
+    """Apply a flag raised elsewhere (the circular detector) to the flagged user.
+
+    Its clawbacks carry the version in force at the trigger payment's time.
+    """
     if _replayed(user, flag.source):
         return REPLAY
     user.last_txn = ""
-    event = _Event(flag.user_vpa, book, user)
+    first_t = flag.violations[0].t_ms if flag.violations else 0
+    event = _Event(flag.user_vpa, rules.at_ms(first_t), user, rules)
     for v in flag.violations:
         event.flag(Hit(v.rule, v.trigger_txn_id, v.t_ms, v.window_ms, v.txn_ids))
     return event.effects(None)
@@ -476,8 +490,8 @@ class MemoryState(dict[str, UserState]):
         return state
 
 
-def replay(txns: list[Transaction], book: RuleBook) -> tuple[list[Effects], MemoryState]:
+def replay(txns: list[Transaction], rules: Rules) -> tuple[list[Effects], MemoryState]:
     """Run events through the core in order, as one worker would (no circular flags)."""
     state = MemoryState()
-    out = [process(txn, book, state.user(txn.payer_vpa)) for txn in txns]
+    out = [process(txn, rules, state.user(txn.payer_vpa)) for txn in txns]
     return out, state

@@ -121,6 +121,13 @@ class RuleBook:
             spec.limits.monthly_coins_per_user,
         )
 
+    def at(self, event_time: datetime) -> RuleBook:
+        """The version deciding an event of this time: a single book is always itself."""
+        return self
+
+    def at_ms(self, t_ms: int) -> RuleBook:
+        return self
+
     def earn(self, txn: Transaction) -> list[tuple[str, int]]:
         """Coins each matching rule pays for this payment, before caps, in file order."""
         key = (txn.payee_kind, txn.mcc)

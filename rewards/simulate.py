@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rewards.circular import PairState, flags_for, pair_key
-from rewards.ledger import Effects, MemoryState, apply_flag, process
-from rewards.rulebook import RuleBook
+from rewards.ledger import Effects, MemoryState, Rules, apply_flag, process
 from rewards.validate import Source, decode
 from rewards.windows import epoch_ms
 from schemas.common import TxnKind, TxnStatus
@@ -47,9 +46,31 @@ class Simulation:
         return out
 
 
+def decode_feed(
+    messages: Iterable[bytes | None], topic: str = "upi.transactions"
+) -> Iterator[Transaction | DeadLetter]:
+    """Validate feed messages in order, as the ingest edge does (offsets from 0)."""
+    for offset, raw in enumerate(messages):
+        yield decode(raw, Source(topic, 0, offset))
+
+
 def simulate(
-    messages: Iterable[bytes | None], book: RuleBook, topic: str = "upi.transactions"
+    messages: Iterable[bytes | None], book: Rules, topic: str = "upi.transactions"
 ) -> Simulation:
+    return simulate_decoded(decode_feed(messages, topic), book, topic)
+
+
+def simulate_decoded(
+    items: Iterable[Transaction | DeadLetter],
+    book: Rules,
+    topic: str = "upi.transactions",
+    marks: bool = True,
+) -> Simulation:
+    """``simulate`` over messages validated already (``decode_feed``): one decode, many runs.
+
+    ``marks=False``: no replay marks in the users' state (each message is seen
+    once here, so the outputs are the same; a backtest keeps no state).
+    """
     sim = Simulation()
     pairs: dict[str, PairState] = {}
     width = book.fraud.circular_ms
@@ -57,14 +78,14 @@ def simulate(
     pair_late_ms = book.fraud.pair_late_ms
     payment, success = TxnKind.PAYMENT, TxnStatus.SUCCESS
     with _no_cyclic_gc():
-        for offset, raw in enumerate(messages):
-            result = decode(raw, Source(topic, 0, offset))
+        for offset, result in enumerate(items):
             if type(result) is DeadLetter:
                 dead_letters.append(result)
                 continue
             assert isinstance(result, Transaction)
             payer = result.payer_vpa
-            effects.append(process(result, book, users.user(payer), f"{topic}:0:{offset}"))
+            source = f"{topic}:0:{offset}" if marks else ""
+            effects.append(process(result, book, users.user(payer), source))
             if width is None or result.kind is not payment or result.status is not success:
                 continue
             key = pair_key(payer, result.payee_vpa)

@@ -111,8 +111,10 @@ CONTRACTS: tuple[Contract, ...] = (
         "rules-file",
         RulesFile,
         "validation",
-        "The reward rules file (YAML, not a topic), validated at worker startup and by "
-        "`upi-rewards check-rules FILE`. Closed: an unknown key is an error.",
+        "The reward rules file (YAML), validated at worker startup and by "
+        "`upi-rewards check-rules FILE`. Closed: an unknown key is an error. "
+        "`upi-rewards rules publish FILE` writes it, as JSON, to the compacted topic "
+        "`rewards.rules` (key: version), where it is a later version of the rules.",
     ),
 )
 

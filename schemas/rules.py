@@ -109,6 +109,11 @@ class RulesFile(BaseModel):
     model_config = _CLOSED
 
     version: Annotated[str, Field(min_length=1, max_length=64)]
+    #: From this instant on (event time, inclusive) this version decides, until
+    #: a version with a later ``effective_from`` does (``rewards.versions``).
+    #: Optional in the worker's ``--rules`` file (the first version, in force
+    #: before every other); required to publish to ``rewards.rules``.
+    effective_from: Rfc3339 | None = None
     timezone: str
     limits: Limits = Limits()
     rules: list[Rule]

@@ -6,6 +6,12 @@ window recounted from scratch before and after each payment. Slow and
 obviously right, it is the yardstick for the core (unit properties) and for a
 live worker (integration).
 
+Versions of the rules (``expected(..., versions=[...])``): each event is
+judged by the version with the latest ``effective_from`` not after its time,
+the first version when none; a fraud clawback by the version in force at its
+trigger payment's time. Caps sum every grant of the day or month, whatever
+version made it. Fraud settings and the timezone are the first version's.
+
 Circular flags are applied the moment their payment is seen; the worker
 applies them a little later, on the other user's partition. Fraud clawbacks
 reach over the whole held span and give cap room back, so the coins per user
@@ -24,9 +30,9 @@ derived from the contract's table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from schemas.rules import RulesFile
@@ -45,6 +51,7 @@ class ExpectedGrant:
     txn_id: str
     cause_txn_id: str
     rules: tuple[tuple[str, int], ...]
+    rules_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class ExpectedDecision:
     alerts: tuple[tuple[str, str, str], ...] = ()  # (user, rule, trigger txn)
     #: The decision's reason codes; for FRAUD_HOLD sorted (the core lists the held rules).
     reasons: tuple[str, ...] = ()
+    rules_version: str = ""
 
 
 @dataclass
@@ -98,11 +106,21 @@ def _broken(pool: list[tuple[int, str, str]], end: int, w: int, end_payer: str) 
     return any(end - w <= t <= end and payer != end_payer for t, _, payer in pool)
 
 
+def _in_force(at: datetime, first: RulesFile, versions: Sequence[RulesFile]) -> RulesFile:
+    """Scan every version: the latest effective_from not after ``at``; else the first."""
+    started = [v for v in (first, *versions) if v.effective_from and v.effective_from <= at]
+    latest = max((v.effective_from for v in started if v.effective_from), default=None)
+    return next((v for v in started if v.effective_from == latest), first)
+
+
 class _Fraud:
     """Naive fraud: recount every window, keep every interval, scan everything."""
 
-    def __init__(self, rules: RulesFile, users: dict[str, _User]) -> None:
+    def __init__(
+        self, rules: RulesFile, users: dict[str, _User], versions: Sequence[RulesFile] = ()
+    ) -> None:
         f = rules.fraud
+        self.first, self.versions = rules, versions
         self.users = users
         self.cd = f.cooldown_seconds * 1000
         self.local = [
@@ -190,9 +208,18 @@ class _Fraud:
             if left > 0 and self.held(user, t_p):
                 payment.clawed += left
                 user.grants.append((day, month, -left))
+                at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=t)
+                version = _in_force(at, self.first, self.versions).version
                 self.grants.append(
                     ExpectedGrant(
-                        f"{txn_id}:fraud-clawback", "CLAWBACK", user_id, left, txn_id, trigger, ()
+                        f"{txn_id}:fraud-clawback",
+                        "CLAWBACK",
+                        user_id,
+                        left,
+                        txn_id,
+                        trigger,
+                        (),
+                        version,
                     )
                 )
 
@@ -223,20 +250,26 @@ def _rule_coins(txn: Transaction, rules: RulesFile) -> list[tuple[str, int]]:
     return out
 
 
-def expected(txns: Iterable[Transaction], rules: RulesFile) -> list[ExpectedDecision]:
-    """What each event, in this order, must decide and emit."""
-    return _run(txns, rules)[0]
+def expected(
+    txns: Iterable[Transaction], rules: RulesFile, versions: Sequence[RulesFile] = ()
+) -> list[ExpectedDecision]:
+    """What each event, in this order, must decide and emit.
+
+    ``rules`` is the first version; ``versions`` the later ones, in any order.
+    """
+    return _run(txns, rules, versions)[0]
 
 
 def _run(
-    txns: Iterable[Transaction], rules: RulesFile
+    txns: Iterable[Transaction], rules: RulesFile, versions: Sequence[RulesFile] = ()
 ) -> tuple[list[ExpectedDecision], dict[str, _User]]:
     out: list[ExpectedDecision] = []
     users: dict[str, _User] = {}
-    fraud = _Fraud(rules, users)
+    fraud = _Fraud(rules, users, versions)
     for txn in txns:
         grants_before, alerts_before = len(fraud.grants), len(fraud.alerts)
-        decision = _decide(txn, rules, users, fraud)
+        version = _in_force(txn.event_time, rules, versions)
+        decision = _decide(txn, version, users, fraud)
         if txn.kind == "PAYMENT" and txn.status == "SUCCESS":
             for payer, payee, trigger, t in fraud.pair_hits(txn):
                 for flagged in (payer, payee):
@@ -251,6 +284,7 @@ def _run(
                 tuple(fraud.grants[grants_before:]),
                 tuple(fraud.alerts[alerts_before:]),
                 decision.reasons,
+                version.version,
             )
         )
     return out, users
@@ -259,7 +293,7 @@ def _run(
 def _decide(
     txn: Transaction, rules: RulesFile, users: dict[str, _User], fraud: _Fraud
 ) -> ExpectedDecision:
-    tz = ZoneInfo(rules.timezone)
+    tz = ZoneInfo(fraud.first.timezone)
     user_id = txn.payer_vpa
     user = users.setdefault(user_id, _User())
 
@@ -330,7 +364,14 @@ def _decide(
                 split.append((rule_id, min(c, left)))
                 left -= min(c, left)
         grant = ExpectedGrant(
-            f"{txn.txn_id}:grant", "GRANT", user_id, coins, txn.txn_id, txn.txn_id, tuple(split)
+            f"{txn.txn_id}:grant",
+            "GRANT",
+            user_id,
+            coins,
+            txn.txn_id,
+            txn.txn_id,
+            tuple(split),
+            rules.version,
         )
         return decided("GRANTED", coins, *reasons, grant=grant)
     # A SUCCESS REFUND.
@@ -354,6 +395,7 @@ def _decide(
         txn.original_txn_id or "",
         txn.txn_id,
         (),
+        rules.version,
     )
     return decided("CLAWED_BACK", claw, "refund_clawback", grant=grant)
 

@@ -1,4 +1,4 @@
-"""``upi-rewards``: broker, worker, check-rules, feed, wallet, user, demo."""
+"""``upi-rewards``: broker, worker, check-rules, rules, simulate, feed, wallet, user, demo."""
 
 from __future__ import annotations
 
@@ -180,6 +180,25 @@ def cmd_user(args: argparse.Namespace) -> int:
     return 0 if status == 200 else (1 if status == 404 else 2)
 
 
+def cmd_rules_publish(args: argparse.Namespace) -> int:
+    from tools.campaigns import cmd_publish
+
+    return cmd_publish(args.file, _settings(args).bootstrap_list(), args.backfill)
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    from tools.campaigns import cmd_list
+
+    return cmd_list(_settings(args).bootstrap_list())
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from tools.backtest_cli import cmd_simulate as simulate
+
+    args.bootstrap_list = _settings(args).bootstrap_list()
+    return simulate(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tools.demo import run_demo
 
@@ -215,6 +234,36 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-rules", help="validate a rules file and summarise it")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_check_rules)
+
+    p = sub.add_parser("rules", help="versions of the rules on the topic rewards.rules")
+    rules_sub = p.add_subparsers(dest="rules_command", required=True)
+    q = rules_sub.add_parser(
+        "publish", help="validate a rules file and publish it as a version (immutable)"
+    )
+    q.add_argument("file", type=Path)
+    q.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    q.add_argument(
+        "--backfill",
+        action="store_true",
+        help="allow an effective_from before now (replays, tests): past events may be decided",
+    )
+    q.set_defaults(func=cmd_rules_publish)
+    q = rules_sub.add_parser("list", help="the versions, their effective_from, the one in force")
+    q.add_argument("--bootstrap", help="Kafka bootstrap servers, host:port[,host:port]")
+    q.set_defaults(func=cmd_rules_list)
+
+    p = sub.add_parser(
+        "simulate", help="backtest rules over history through the pure core, offline"
+    )
+    p.add_argument("--rules", type=Path, required=True, help="the rules to cost (NEW)")
+    p.add_argument("--baseline", type=Path, help="the rules to compare with (OLD)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", type=Path, help="raw feed messages, one per line")
+    source.add_argument("--from-topic", metavar="TOPIC", help="read TOPIC to its end (no group)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers, for --from-topic")
+    p.add_argument("--report", type=Path, help="write a self-contained HTML report here")
+    p.add_argument("--summary-json", type=Path, help="write the summary (JSON) here")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("feed", help="produce a synthetic UPI feed to upi.transactions")
     p.add_argument("--count", type=int, required=True)

@@ -36,13 +36,23 @@ def wait_for_broker(bootstrap: list[str], timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"broker {bootstrap} not reachable within {timeout_s}s: {last}")
 
 
-def ensure_topics(bootstrap: list[str], topics: Mapping[str, int], replication: int = 1) -> None:
-    """Create the topics that do not exist yet; leave existing ones as they are."""
+def ensure_topics(
+    bootstrap: list[str],
+    topics: Mapping[str, int],
+    replication: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
+    """Create the topics that do not exist yet; leave existing ones as they are.
+
+    ``configs``: topic configs by name (e.g. ``cleanup.policy``), for the ones created.
+    """
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_python_options())
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, partitions, replication)
+            NewTopic(
+                name, partitions, replication, topic_configs=dict((configs or {}).get(name, {}))
+            )
             for name, partitions in topics.items()
             if name not in existing
         ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import faust
 import mode
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -15,6 +17,7 @@ from agents.context import StageContext, StageTopics
 from agents.decide import BatchGate, attach_decide
 from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
+from agents.rules_feed import LiveRules, RulesFollower
 from agents.store import FaustTableStore
 from rewards.rulebook import RuleBook
 from topologies import api, health, topics
@@ -23,8 +26,19 @@ from topologies.settings import Settings
 from workarounds import fetch_wait, highwater
 
 
-def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None) -> faust.App:
-    """One worker process: the ingest edge, then the decide and circular agents."""
+def build_app(
+    settings: Settings,
+    book: RuleBook,
+    metrics: Metrics | None = None,
+    live: LiveRules | None = None,
+    rules_start: Mapping[int, int] | None = None,
+) -> faust.App:
+    """One worker process: the ingest edge, then the decide and circular agents.
+
+    ``book`` is the first version of the rules; ``live`` the versions known at
+    start-up (read from ``rewards.rules`` up to ``rules_start``), followed from
+    there while the worker runs. Without them, the topic is followed from its start.
+    """
     if settings.processing_guarantee == "exactly_once":
         raise ValueError(
             "processing_guarantee: exactly_once is not supported by the batch-native stages "
@@ -70,6 +84,8 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         web_port=settings.web_port,
     )
     metrics = metrics or Metrics()
+    live = live or LiveRules(book)
+    live.attach(metrics)
     by_payer = app.topic(
         internal.by_payer,
         partitions=settings.partitions,
@@ -128,7 +144,12 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
     gate = BatchGate()
     state_store = FaustTableStore(state)
     attach_decide(
-        ctx, by_payer, state_store, book, cache_users=settings.state_cache_users, gate=gate
+        ctx,
+        by_payer,
+        state_store,
+        lambda: live.versions,
+        cache_users=settings.state_cache_users,
+        gate=gate,
     )
     edge = Edge(
         EdgeConfig(
@@ -150,6 +171,24 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         ),
         metrics,
     )
+
+    follower = RulesFollower(
+        settings.bootstrap_list(),
+        topics.RULES,
+        live,
+        rules_start,
+        client_options=security.aiokafka(),
+    )
+
+    @app.service
+    class FollowRules(mode.Service):
+        """New versions of the rules while the worker runs (``agents.rules_feed``)."""
+
+        async def on_start(self) -> None:
+            await follower.start()
+
+        async def on_stop(self) -> None:
+            await follower.stop()
 
     @app.service
     class IngestEdge(mode.Service):
@@ -201,4 +240,5 @@ def build_app(settings: Settings, book: RuleBook, metrics: Metrics | None = None
         edge.lag,
         stall_restart_s=settings.stall_restart_s,
     )
+    live.refresh_metrics()  # every version known, after install's single one
     return app

@@ -9,6 +9,7 @@ COIN_GRANTS = "rewards.coin-grants"  # key: user_vpa
 DECISIONS = "rewards.decisions"  # key: user_vpa
 DEAD_LETTERS = "rewards.dead-letters"  # key: none
 FRAUD_ALERTS = "rewards.fraud-alerts"  # key: user_vpa
+RULES = "rewards.rules"  # compacted, one partition; key: the rules version (tools.campaigns)
 
 OUTPUTS = (COIN_GRANTS, DECISIONS, DEAD_LETTERS, FRAUD_ALERTS)
 

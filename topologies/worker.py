@@ -21,6 +21,7 @@ from topologies.admin import ensure_topics, wait_for_broker
 from topologies.api import load_tokens
 from topologies.app import build_app
 from topologies.logs import logging_config, resolve
+from topologies.rules_topic import load_live_rules
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
 from workarounds.seed_offsets import seed_group_offsets
@@ -89,19 +90,22 @@ def run_worker(settings: Settings) -> int:
     wait_for_broker(servers)
     ensure_topics(servers, dict.fromkeys(streams, settings.partitions), settings.replication_factor)
     seed_group_offsets(servers, settings.app_id, streams, security.kafka_python())
+    # Every version on rewards.rules is known before anything is decided.
+    live, rules_end = load_live_rules(book, servers)
     prepare_state_dir(settings.data_dir)
     banner = (
         f"upi-rewards worker: rules {book.version!r} ({len(book.spec.rules)} rules, "
         f"tz {book.spec.timezone}), brokers {settings.kafka_bootstrap_servers}, "
         f"state in {settings.data_dir}, metrics on "
-        f"http://{settings.web_host}:{settings.web_port}/metrics"
+        f"http://{settings.web_host}:{settings.web_port}/metrics; "
+        f"{len(live.versions.books) - 1} later versions from {topics.RULES}"
     )
     if log_config is None:
         print(banner, flush=True)
     else:
         log.info(banner)
     faults.install_from_env()  # test-only (REWARDS_TEST_FAIL); nothing when unset
-    app = build_app(settings, book)
+    app = build_app(settings, book, live=live, rules_start=rules_end)
     worker = _Worker(
         app,
         loglevel=settings.log_level,

@@ -145,7 +145,8 @@ def _resends_keep_their_time(events: list) -> list:
     and a refund is never dated before the payment it names.
 
     The bank's guarantees: a txn_id is one transaction, so a resend (or its PENDING
-    and SUCCESS) has the same ``event_time``, and a refund follows its payment. A
+    and SUCCESS) has the same ``event_time``, a refund follows its payment, and a
+    refund never reuses a payment's txn_id. A
     resend of an expired payment is then beyond the horizon too, and one grant_id
     never stands for two grants.
     """
@@ -158,7 +159,11 @@ def _resends_keep_their_time(events: list) -> list:
     for e in events:
         own = e.event_time
         if e.kind == "REFUND":
-            own = max(own, paid.get((e.payer_vpa, e.original_txn_id), own))
+            if (e.payer_vpa, e.txn_id) in paid:  # a txn_id is one transaction, never both
+                e = e.model_copy(update={"txn_id": f"{e.txn_id}x"})
+            # after its payment, never at the same instant (no time ties between txns)
+            after = paid.get((e.payer_vpa, e.original_txn_id))
+            own = own if after is None else max(own, after + timedelta(milliseconds=1))
         at = first.setdefault((e.payer_vpa, e.txn_id), own)
         out.append(e if at == e.event_time else e.model_copy(update={"event_time": at}))
     return out
@@ -189,12 +194,16 @@ def test_core_agrees_with_the_oracle_and_keeps_every_invariant(book, events):
         for e in effects
     ] == [(w.txn_id, w.outcome, w.coins, _reasons(w.outcome, w.reasons)) for w in want]
     # Fraud effects: the same clawbacks and alerts (the core has no circular stage here).
+    # (per event, in grant_id order: one trigger's clawbacks have no order of their own)
     assert [
-        (g.grant_id, g.coins, g.txn_id, g.cause_txn_id)
+        sorted(
+            (g.grant_id, g.coins, g.txn_id, g.cause_txn_id) for g in e.grants if g.reason == "FRAUD"
+        )
         for e in effects
-        for g in e.grants
-        if g.reason == "FRAUD"
-    ] == [(g.grant_id, g.coins, g.txn_id, g.cause_txn_id) for w in want for g in w.fraud_grants]
+    ] == [
+        sorted((g.grant_id, g.coins, g.txn_id, g.cause_txn_id) for g in w.fraud_grants)
+        for w in want
+    ]
     assert [
         (a.user_vpa, a.rule.value, a.alert_id.split(":")[0]) for e in effects for a in e.alerts
     ] == [alert for w in want for alert in w.alerts]
