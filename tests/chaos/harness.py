@@ -47,6 +47,7 @@ from tools.topic_io import TopicReader, read_to_end
 from tools.wallet_ledger import Totals, WalletLedger
 from topologies import topics
 from topologies.admin import ensure_topics
+from topologies.security import kafka_python_options
 from topologies.settings import DEFAULT_RULES
 
 GROUP = "upi-rewards"  # the workers' consumer group (Settings.app_id)
@@ -256,7 +257,10 @@ class Ends:
         self.bootstrap = bootstrap
         self.names = list(names)
         self.consumer = KafkaConsumer(
-            bootstrap_servers=[bootstrap], group_id=None, enable_auto_commit=False
+            bootstrap_servers=[bootstrap],
+            group_id=None,
+            enable_auto_commit=False,
+            **kafka_python_options(),
         )
         self.ends: dict[TopicPartition, int] = {}
         self.assigned: set[TopicPartition] = set()
@@ -291,7 +295,9 @@ def committed(
     bootstrap: str, groups: tuple[str, ...] = (GROUP, EDGE_GROUP)
 ) -> dict[TopicPartition, int]:
     """Committed offsets of the workers: the feed by the ingest edge, the rest by Faust."""
-    admin = KafkaAdminClient(bootstrap_servers=[bootstrap], request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=[bootstrap], request_timeout_ms=10_000, **kafka_python_options()
+    )
     try:
         out: dict[TopicPartition, int] = {}
         for group in groups:

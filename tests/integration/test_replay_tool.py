@@ -23,6 +23,7 @@ from tests.integration.conftest import PARTITIONS
 from tools.feed import produce_feed
 from tools.replay import GroupNotEmpty, main, reset_offsets
 from topologies import topics
+from topologies.security import kafka_python_options
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ COUNT = 400
 
 
 def committed(bootstrap: str, group: str) -> dict[int, int]:
-    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap], **kafka_python_options())
     try:
         offsets = admin.list_group_offsets({group: None})[group]
     finally:
@@ -69,7 +70,9 @@ def test_reset_refuses_a_live_group_and_moves_an_idle_one(broker, workers):
     # Apache Kafka lists the true ends, so there they add up to the feed exactly;
     # Tansu lists the last batch's base offset + 1, which undercounts.
     moved = reset_offsets([broker.bootstrap], group, offset=10**9)
-    consumer = KafkaConsumer(bootstrap_servers=[broker.bootstrap], group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=[broker.bootstrap], group_id=None, **kafka_python_options()
+    )
     try:
         listed = consumer.end_offsets(
             [TopicPartition(topics.TRANSACTIONS, p) for p in range(PARTITIONS)]

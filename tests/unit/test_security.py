@@ -182,7 +182,7 @@ def _spread(call: ast.Call) -> set[str]:
 
 def test_every_kafka_client_the_worker_and_the_tools_build_gets_the_settings() -> None:
     built, bare = [], []
-    for folder in ("workarounds", "agents", "topologies", "brokers", "tools"):
+    for folder in ("workarounds", "agents", "topologies", "brokers", "tools", "tests"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if not isinstance(node, ast.Call):
