@@ -544,6 +544,20 @@ def compare_state(
     return len(want)
 
 
+def _one_content_per_id(records: Iterable[bytes], field: str) -> dict[str, set[bytes]]:
+    """The distinct records per ``field`` value; each id must have one content."""
+    by_id: dict[str, set[bytes]] = {}
+    for raw in records:
+        by_id.setdefault(str(orjson.loads(raw)[field]), set()).add(raw)
+    assert all(len(v) == 1 for v in by_id.values()), f"a repeated {field} with other content"
+    return by_id
+
+
+def _as_the_core(want: dict[str, bytes], got: dict[str, set[bytes]], what: str) -> None:
+    wrong = [k for k, v in want.items() if got.get(k) != {v}]
+    assert not wrong, f"{len(wrong)} {what} missing or differing from the core's bytes"
+
+
 def one_story(sim: Simulation, tally: Tally, skip_users: set[str]) -> dict[str, int]:
     """A replay repeats the first pass's outputs byte for byte, or emits nothing new.
 
@@ -570,32 +584,24 @@ def one_story(sim: Simulation, tally: Tally, skip_users: set[str]) -> dict[str, 
     )
     differ = [k for k in want if got.get(k) != want[k]]
     assert not differ, f"{len(differ)} payments' decisions differ from the core's"
-    alerts: dict[str, set[bytes]] = {}
-    for raw in tally.alerts:
-        alerts.setdefault(str(orjson.loads(raw)["alert_id"]), set()).add(raw)
-    assert all(len(v) == 1 for v in alerts.values()), "a repeated alert_id with other content"
+    alerts = _one_content_per_id(tally.alerts, "alert_id")
     # Grants: one distinct record per grant_id, and (outside the circular farmers)
     # exactly the core's bytes; every grant the core made is there.
-    grants: dict[str, set[bytes]] = {}
-    for raw in tally.grant_bytes:
-        grants.setdefault(str(orjson.loads(raw)["grant_id"]), set()).add(raw)
-    assert all(len(v) == 1 for v in grants.values()), "a repeated grant_id with other content"
+    grants = _one_content_per_id(tally.grant_bytes, "grant_id")
     want_grants = {
         g.grant_id: g.model_dump_json().encode()
         for e in sim.effects
         for g in e.grants
         if g.user_vpa not in skip_users
     }
-    wrong = [k for k, v in want_grants.items() if grants.get(k) != {v}]
-    assert not wrong, f"{len(wrong)} grants missing or differing from the core's bytes"
+    _as_the_core(want_grants, grants, "grants")
     want_alerts = {
         a.alert_id: a.model_dump_json().encode()
         for e in sim.effects
         for a in e.alerts
         if a.user_vpa not in skip_users
     }
-    wrong = [k for k, v in want_alerts.items() if alerts.get(k) != {v}]
-    assert not wrong, f"{len(wrong)} alerts missing or differing from the core's bytes"
+    _as_the_core(want_alerts, alerts, "alerts")
     return {
         "decision_stories_checked": len(want),
         "alert_ids": len(alerts),
