@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from rewards.calendar import day_and_month, month_of_day
+from rewards.calendar import day_and_month_ms, month_of_day
 from rewards.fraud import Hit
 from rewards.rulebook import RuleBook
 from rewards.state import SEP, Payment, Refund, UserState, parse_source
@@ -197,8 +197,8 @@ class _Event:
         Within a day, in the order they were recorded.
         """
         state, tz = self.state, self.book.tz
-        first = max(day_and_month(from_ms(start), tz)[0], state.newest_day - CAP_HORIZON_DAYS)
-        last = min(day_and_month(from_ms(max(end - 1, start)), tz)[0], state.newest_day)
+        first = max(day_and_month_ms(start, tz)[0], state.newest_day - CAP_HORIZON_DAYS)
+        last = min(day_and_month_ms(max(end - 1, start), tz)[0], state.newest_day)
         found = [
             (txn_id, rec)
             for txn_id, rec in state.txns.items()
@@ -208,7 +208,12 @@ class _Event:
         return found
 
     def effects(self, decision: Decision | None, late: bool = False) -> Effects:
-        self.state.fraud.prune(self.book.fraud)
+        fraud, cfg = self.state.fraud, self.book.fraud
+        newest = fraud.newest  # ``prune`` has nothing to do unless (inlined: per event)
+        if newest is not None and (
+            fraud.cool or fraud.hold or (fraud.seen and fraud.seen[0][0] < newest - cfg.seen_ms)
+        ):
+            fraud.prune(cfg)
         return Effects(decision, tuple(self.grants), tuple(self.alerts), late)
 
 
@@ -253,12 +258,13 @@ def process(txn: Transaction, rules: Rules, user: UserState, source: str = "") -
     if txn.txn_id in user.txns or txn.txn_id == user.last_txn:
         return Effects(_decision(txn, book, _DUPLICATE, 0, [_ALREADY_PROCESSED]))
 
-    day, month = day_and_month(txn.event_time, book.tz)
+    t = epoch_ms(txn.event_time)
+    day, month = day_and_month_ms(t, book.tz)
     _advance(user, day)
     user.last_txn = txn.txn_id
     event = _Event(txn.payer_vpa, book, user, rules)
     if txn.kind is _PAYMENT:
-        return _pay(event, txn, day, month)
+        return _pay(event, txn, t, day, month)
     return _refund(event, txn, day)
 
 
@@ -277,12 +283,11 @@ def apply_flag(flag: FraudFlag, rules: Rules, user: UserState) -> Effects:
     return event.effects(None)
 
 
-def _pay(event: _Event, txn: Transaction, day: int, month: int) -> Effects:
+def _pay(event: _Event, txn: Transaction, t: int, day: int, month: int) -> Effects:
     book, state = event.book, event.state
     fraud = state.fraud
     cfg = book.fraud
     fraud_on = cfg.enabled
-    t = epoch_ms(txn.event_time)
     late = fraud_on and fraud.newest is not None and t < fraud.newest - cfg.late_ms  # is_late
     if fraud_on and not late:
         for hit in fraud.observe(cfg, txn.txn_id, t, txn.payee_vpa):

@@ -21,6 +21,11 @@ from schemas.common import (
 )
 
 
+# Enum members as module constants: a class attribute lookup on an enum is a
+# metaclass call in Python 3.11, and the cross-field check runs per event.
+_MERCHANT, _REFUND, _PAYMENT = PayeeKind.MERCHANT, TxnKind.REFUND, TxnKind.PAYMENT
+
+
 class Transaction(BaseModel):
     """One UPI payment or refund as the bank reports it.
 
@@ -45,11 +50,12 @@ class Transaction(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Self:
-        if self.payee_kind is PayeeKind.MERCHANT and self.mcc is None:
+        if self.payee_kind is _MERCHANT and self.mcc is None:
             raise _cross("missing", "mcc", "required when payee_kind is MERCHANT")
-        if self.kind is TxnKind.REFUND and self.original_txn_id is None:
+        kind = self.kind
+        if kind is _REFUND and self.original_txn_id is None:
             raise _cross("missing", "original_txn_id", "required when kind is REFUND")
-        if self.kind is TxnKind.PAYMENT and self.original_txn_id is not None:
+        if kind is _PAYMENT and self.original_txn_id is not None:
             raise _cross("invalid", "original_txn_id", "only allowed when kind is REFUND")
         return self
 
