@@ -20,7 +20,6 @@ from schemas.common import (
     to_rfc3339,
 )
 
-
 # Enum members as module constants: a class attribute lookup on an enum is a
 # metaclass call in Python 3.11, and the cross-field check runs per event.
 _MERCHANT, _REFUND, _PAYMENT = PayeeKind.MERCHANT, TxnKind.REFUND, TxnKind.PAYMENT
