@@ -61,30 +61,36 @@ class PairState:
         allowance before it was configurable (and the doctest's shorthand).
         """
         allowance = width if lateness is None else lateness
-        if payer == payee or any(s[1] == txn for s in self.seen):
+        if payer == payee:
             return []
-        if self.newest is not None and t < self.newest - allowance:
+        seen = self.seen  # a pair holds a few payments: plain loops beat generators here
+        for s in seen:
+            if s[1] == txn:
+                return []
+        newest = self.newest
+        if newest is not None and t < newest - allowance:
             return []  # late: not windowed (docs/fraud.md)
         lo, hi = (payer, payee) if payer <= payee else (payee, payer)
         forward = payer == lo
         entry = (t, txn, forward)
-        bisect.insort(self.seen, entry)
-        self.newest = t if self.newest is None else max(self.newest, t)
+        bisect.insort(seen, entry)
+        newest = self.newest = t if newest is None or t > newest else newest
         hits: list[PairHit] = []
-        if all(s[2] == forward for s in self.seen):
-            # One direction only: no window has a reverse payment, nothing to scan.
-            self.seen = [s for s in self.seen if s[0] >= self.newest - allowance - width]
-            return hits
-        times = [s[0] for s in self.seen]
+        for s in seen:
+            if s[2] != forward:
+                break
+        else:  # one direction only: no window has a reverse payment, nothing to scan
+            seen = []
+        times = [s[0] for s in seen]
         first, last = bisect.bisect_left(times, t), bisect.bisect_right(times, t + width)
-        for end in self.seen[first:last]:
+        for end in seen[first:last]:
             if end is not entry and end[2] == forward:
                 continue
             start, stop = (
                 bisect.bisect_left(times, end[0] - width),
                 bisect.bisect_right(times, end[0]),
             )
-            window = self.seen[start:stop]
+            window = seen[start:stop]
             back = [s for s in window if s[2] != end[2]]
             # Its own window counts when any reverse payment is in it; a later
             # payment's only when this one is the reverse payment that completes it.
@@ -96,7 +102,9 @@ class PairState:
                 )
         # A window may end as far back as the allowance and reaches one window
         # further back; keep exactly that, so a late-but-allowed payment sees it all.
-        self.seen = [s for s in self.seen if s[0] >= self.newest - allowance - width]
+        floor = newest - allowance - width
+        if self.seen[0][0] < floor:  # sorted by time: drop the head
+            del self.seen[: bisect.bisect_left(self.seen, (floor,))]
         return hits
 
 

@@ -143,9 +143,10 @@ class FraudState:
             # feed's heaviest payer is ~500 entries; scanning them all made
             # this function ~45% slower with a 1-day allowance, cProfile).
             lo_near = bisect.bisect_left(seen, [t - width])
-            near = seen[lo_near : bisect.bisect_left(seen, [t + width + 1], lo_near)]
-            if len(near) <= limit:
+            hi_near = bisect.bisect_left(seen, [t + width + 1], lo_near)
+            if hi_near - lo_near <= limit:
                 continue
+            near = seen[lo_near:hi_near]
             pool = near if rule is _VELOCITY else [s for s in near if s[2] == payee]
             times = [s[0] for s in pool]
             first_end = bisect.bisect_left(times, t)

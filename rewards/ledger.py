@@ -382,7 +382,12 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
 
 
 _new = object.__new__
-_set = object.__setattr__
+# The slots of every pydantic model, set through their descriptors (as
+# ``object.__setattr__`` would, a lookup less).
+_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_set_dict, _set_fields, _set_extra, _set_private = (
+    BaseModel.__dict__[name].__set__ for name in _SLOTS
+)
 
 
 def _trusted(cls: type[Model]) -> Callable[[dict[str, Any]], Model]:
@@ -410,10 +415,10 @@ def _trusted(cls: type[Model]) -> Callable[[dict[str, Any]], Model]:
 
     def make(values: dict[str, Any]) -> Model:
         model = _new(cls)
-        _set(model, "__dict__", {**defaults, **values} if defaults else values)
-        _set(model, "__pydantic_fields_set__", set(values))
-        _set(model, "__pydantic_extra__", None)
-        _set(model, "__pydantic_private__", None)
+        _set_dict(model, {**defaults, **values} if defaults else values)
+        _set_fields(model, set(values))  # its own: pydantic wants a set
+        _set_extra(model, None)
+        _set_private(model, None)
         return model
 
     return make

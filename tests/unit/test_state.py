@@ -249,3 +249,5 @@ def test_trusted_constructors_build_what_model_construct_builds():
         assert fast.__pydantic_extra__ == slow.__pydantic_extra__
         assert fast.__pydantic_private__ == slow.__pydantic_private__
         assert fast == slow and fast.model_dump_json() == slow.model_dump_json()
+        assert fast.model_dump(exclude_unset=True) == slow.model_dump(exclude_unset=True)
+        assert fast.model_copy(update={}) == slow
