@@ -29,6 +29,7 @@ from rewards.circular import PairHit, PairState, flags_for, pair_key
 from rewards.state import decode_pair, encode_pair
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
+from schemas.encode import dump_json
 from schemas.flag import PairPayment
 from schemas.packed import PACK_SLOTS, decode_pair_pack, encode_packs
 
@@ -82,7 +83,7 @@ class CircularBatch:
             position = f"{topic}~{{side}}:{partition}:{offset * PACK_SLOTS + i}"
             for flag in flags_for(hits, self.window_ms, position, self.now_ns):
                 target = self.partitioner(flag.user_vpa.encode())
-                self.flags.setdefault(target, []).append(flag.model_dump_json().encode())
+                self.flags.setdefault(target, []).append(dump_json(flag))
         await asyncio.sleep(0)  # let the other stages and the heartbeats run between packs
 
     def _observe(self, state: PairState, pair: PairPayment) -> list[PairHit]:

@@ -32,6 +32,7 @@ from rewards.ledger import Effects, Rules, apply_flag, process
 from rewards.state import UserState, decode_user, encode_user, user_key
 from rewards.validate import Source
 from schemas.dead_letter import DeadLetter
+from schemas.encode import dump_json
 from schemas.flag import FraudFlag
 from schemas.packed import decode_txn_pack
 from schemas.routed import RoutedTransaction
@@ -142,11 +143,11 @@ class DecideBatch:
         t = self.topics
         send = self.checkpoint.send
         for alert in effects.alerts:
-            send(t.alerts, key, alert.model_dump_json().encode())
+            send(t.alerts, key, dump_json(alert))
         for grant in effects.grants:
-            send(t.grants, key, grant.model_dump_json().encode())
+            send(t.grants, key, dump_json(grant))
         if effects.decision is not None:
-            send(t.decisions, key, effects.decision.model_dump_json().encode())
+            send(t.decisions, key, dump_json(effects.decision))
         self.decided.append((effects, item.ingested_ns))
 
     def _rebuild(self, vpa: str) -> None:

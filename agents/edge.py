@@ -41,6 +41,7 @@ from rewards.validate import Source, decode
 from rewards.windows import epoch_ms
 from schemas.common import TxnKind, TxnStatus
 from schemas.dead_letter import DeadLetter
+from schemas.encode import dump_json
 from schemas.packed import encode_packs
 from schemas.transaction import Transaction
 from workarounds.continuity import Continuity, OnGap, fail_on_gap
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 def routed_item(txn: Transaction, source: str, now_ns: int) -> bytes:
     """One ``RoutedTransaction`` envelope, encoded (``schemas.routed``)."""
     return b'{"type":"txn","txn":%s,"source":"%s","ingested_ns":%d}' % (
-        txn.model_dump_json().encode(),
+        dump_json(txn),
         source.encode(),
         now_ns,
     )
