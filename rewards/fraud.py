@@ -185,8 +185,9 @@ class FraudState:
         # Keeping less than ``seen_ms`` would let a late-but-allowed burst be
         # counted against a window already partly forgotten (FraudConfig).
         floor = self.newest - cfg.seen_ms
-        if self.seen and self.seen[0][0] < floor:
-            self.seen = self.seen[bisect.bisect_left(self.seen, [floor]) :]
+        seen = self.seen
+        if seen and seen[0][0] < floor:  # sorted by time: drop the head, in place
+            del seen[: bisect.bisect_left(seen, [floor])]
         if not (self.cool or self.hold):
             return
         span_floor = self.newest - SPAN_HORIZON_MS

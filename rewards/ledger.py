@@ -98,9 +98,12 @@ FRAUD_REASON = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Effects:
     """What one message does: a decision (none for a flag or a replay), grants, alerts.
+
+    Read-only by convention (not ``frozen``: a frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__``, twice the cost, per event).
 
     ``late``: a payment too old for the payer's fraud windows (decided, not
     windowed). ``replay``: the message was decided before (its source is at or
