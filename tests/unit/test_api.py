@@ -96,7 +96,7 @@ def test_answers_from_the_state_case_insensitively() -> None:
     assert orjson.loads(payment.body)["coins_granted"] == 50
     missing = call(api, txn_id="T9")
     assert missing.status == 404
-    assert orjson.loads(missing.body)["reason"] == "not_in_state"
+    assert orjson.loads(missing.body)["reason"] == "never_seen"
 
 
 @pytest.mark.parametrize(
