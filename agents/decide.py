@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -59,16 +59,25 @@ class BatchGate:
 
     A batch's outputs are acknowledged before its records reach the local
     store (``agents.checkpoint``): a reader that waits for the batch in flight
-    when it arrived (``settled``) sees every decision emitted before it.
+    when it arrived (``settled``) sees every decision emitted before it. Only
+    a reader of a user the batch holds needs to wait: the batch emits nothing
+    before its commit, so a user it reaches after the reader arrived has no
+    decision of it emitted before the reader either.
     """
 
     def __init__(self) -> None:
         self._running: asyncio.Event | None = None
         self._partitions: frozenset[int] = frozenset()
+        self._users: Container[str] | None = None
 
-    def begin(self, partitions: Iterable[int]) -> None:
-        """A batch of these input partitions starts."""
+    def begin(self, partitions: Iterable[int], users: Container[str] | None = None) -> None:
+        """A batch of these input partitions starts.
+
+        ``users``: the VPAs the batch holds, a live view that grows as it
+        decides (``DecideBatch.users``); ``None``: any user of the partitions.
+        """
         self._partitions = frozenset(partitions)
+        self._users = users
         self._running = asyncio.Event()
 
     def end(self) -> None:
@@ -76,12 +85,20 @@ class BatchGate:
             self._running.set()
             self._running = None
             self._partitions = frozenset()
+            self._users = None
 
-    async def settled(self, partition: int) -> None:
-        """Return once the batch in flight now has committed, if it holds ``partition``."""
+    async def settled(self, partition: int, vpa: str | None = None) -> None:
+        """Return once the batch in flight now has committed, if it holds ``partition``.
+
+        With ``vpa``, only if the batch holds that user (when it says which it holds).
+        """
         running = self._running
-        if running is not None and partition in self._partitions:
-            await running.wait()
+        if running is None or partition not in self._partitions:
+            return
+        users = self._users
+        if vpa is not None and users is not None and vpa not in users:
+            return
+        await running.wait()
 
 
 class DecideBatch:
@@ -204,10 +221,10 @@ def attach_decide(
     current = rules if callable(rules) else (lambda: rules)
 
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
-        gate.begin({event.message.partition for event in events})
+        # The versions known now, for the whole batch (a new one joins between batches).
+        batch = DecideBatch(ctx.sender, store, ctx.topics, current(), ctx.metrics, cache)
+        gate.begin({event.message.partition for event in events}, batch.users)
         try:
-            # The versions known now, for the whole batch (a new one joins between batches).
-            batch = DecideBatch(ctx.sender, store, ctx.topics, current(), ctx.metrics, cache)
             for event in events:
                 msg = event.message
                 await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)

@@ -101,14 +101,23 @@ def payment_answer(
 
     ``outcome``: ``GRANTED`` when the payment earned coins (whatever was
     clawed back since), else ``FRAUD_HOLD`` when a fraud hold covers its
-    time, else ``NO_REWARD``.
+    time, else ``NO_REWARD``. ``rules``: its GRANT's coins per rule (empty
+    for a payment recorded before the state kept them). Not found: the
+    reason is ``never_seen`` only while the state dropped none of the user's
+    records (``UserState.forgot``), else ``not_in_state`` (never seen, or
+    beyond the horizon: the state cannot tell).
     """
     if state is None:
         return PaymentNotFound(reason=NotFoundReason.UNKNOWN_USER, state_horizon_from=None)
     rec = state.txns.get(txn_id)
     if type(rec) is not Payment:
         horizon = date.fromordinal(max(state.newest_day - CAP_HORIZON_DAYS, 1)).isoformat()
-        reason = NotFoundReason.NOT_IN_STATE if rec is None else NotFoundReason.NOT_A_PAYMENT
+        if rec is not None:
+            reason = NotFoundReason.NOT_A_PAYMENT
+        elif state.forgot:
+            reason = NotFoundReason.NOT_IN_STATE
+        else:
+            reason = NotFoundReason.NEVER_SEEN
         return PaymentNotFound(reason=reason, state_horizon_from=horizon)
     held, _ = hold_at(state, rec.t)
     if rec.granted > 0:
@@ -125,6 +134,7 @@ def payment_answer(
         refunded_paise=rec.refunded,
         coins_granted=rec.granted,
         coins_clawed_back=rec.clawed,
+        rules=list(rec.rules),
         hold_rules=held,
         event_time=from_ms(rec.t).astimezone(book.tz),
     )

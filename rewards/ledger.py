@@ -148,6 +148,8 @@ class _Event:
         """Keep a new txn record, unless it is beyond the horizon already."""
         if rec.day >= self.state.newest_day - CAP_HORIZON_DAYS:
             self.state.txns[txn_id] = rec
+        else:
+            self.state.forgot = True
 
     def flag(self, hit: Hit) -> None:
         """Raise or extend a cooldown, hold its span, claw back what was granted there."""
@@ -235,6 +237,7 @@ def _advance(state: UserState, day: int) -> None:
     txns = state.txns
     if txns and any(rec.day < floor for rec in txns.values()):
         state.txns = {k: rec for k, rec in txns.items() if rec.day >= floor}
+        state.forgot = True
 
 
 def process(txn: Transaction, rules: Rules, user: UserState, source: str = "") -> Effects:
@@ -324,9 +327,11 @@ def _pay(event: _Event, txn: Transaction, t: int, day: int, month: int) -> Effec
                 granted = room
                 reasons.append(_MONTHLY_CAP)
 
+    split: list[RuleCoins] | tuple[()] = ()
     if granted > 0:
         state.days[day] = state.days.get(day, 0) + granted
         state.months[month] = state.months.get(month, 0) + granted
+        split = _split(earned, granted)
         event.grants.append(
             _grant(
                 grant_id_for_payment(txn.txn_id),
@@ -338,10 +343,10 @@ def _pay(event: _Event, txn: Transaction, t: int, day: int, month: int) -> Effec
                 GrantReason.PAYMENT,
                 book,
                 txn.event_time,
-                _split(earned, granted),
+                split,
             )
         )
-    event.record(txn.txn_id, Payment(day, t, txn.amount_paise, granted))
+    event.record(txn.txn_id, Payment(day, t, txn.amount_paise, granted, 0, 0, split))
     outcome = _GRANTED if granted > 0 else _NO_REWARD
     if held:
         outcome = _FRAUD_HOLD

@@ -6,8 +6,9 @@ Two tables, one record per key, each written whole (so atomically):
   ``encode_user(UserState)`` — everything the core knows about one payer:
   replay marks per input path, coins granted per recent IST day and month,
   the newest day seen, the fraud windows/cooldowns/holds, and the user's
-  txn records (the dedupe markers; payments with what they earned, what was
-  refunded and clawed back) within ``CAP_HORIZON_DAYS`` of the newest day.
+  txn records (the dedupe markers; payments with what they earned per rule,
+  what was refunded and clawed back) within ``CAP_HORIZON_DAYS`` of the newest
+  day, and whether any older record was dropped.
 * ``pair-state``: key ``pair_key(a, b)`` (the unordered pair), value
   ``encode_pair(PairState)`` (``rewards.circular``).
 
@@ -44,6 +45,7 @@ True
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,7 @@ import orjson
 
 from rewards.errors import RewardsError
 from rewards.fraud import FraudState
+from schemas.grant import RuleCoins
 
 if TYPE_CHECKING:
     from rewards.circular import PairState
@@ -107,6 +110,9 @@ class Payment:
     granted: int  # coins
     refunded: int = 0  # paise refunded so far
     clawed: int = 0  # coins clawed back so far (refunds and fraud)
+    #: The coins of its GRANT per rule (the grant's own list; empty when it earned
+    #: nothing, and for a payment recorded before the state kept them).
+    rules: Sequence[RuleCoins] = ()
 
 
 @dataclass(slots=True)
@@ -139,6 +145,10 @@ class UserState:
     #: resend right after an event that left no record (beyond the horizon) is
     #: still a duplicate, as it always was.
     last_txn: str = ""
+    #: Did the state ever drop one of the user's txn records, or not keep one
+    #: (beyond the horizon)? While not, every SUCCESS payment and refund ever
+    #: decided for the user is in ``txns``: an id that is not was never seen.
+    forgot: bool = False
 
 
 def comparable(state: UserState) -> UserState:
@@ -173,37 +183,107 @@ def _unpack(raw: bytes, what: str) -> Any:
         raise StateFormatError(f"{what} record is corrupt: {exc}") from None
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+#: Decoded ``RuleCoins``, shared (they are frozen): most are the same few
+#: (rule, coins) pairs, and building one is most of a payment's decode time.
+_RULE_COINS: dict[tuple[str, int], RuleCoins] = {}
+_RULE_COINS_MAX = 16_384
+
+
+def _rule_coins(rule_id: str, coins: int) -> RuleCoins:
+    """``RuleCoins.model_construct(rule_id=..., coins=...)``, interned.
+
+    Built as ``rewards.ledger._trusted`` builds them (tests/unit/test_state.py
+    compares): decode runs once per user per batch.
+    """
+    key = (rule_id, coins)
+    model = _RULE_COINS.get(key)
+    if model is None:
+        model = _new(RuleCoins)
+        _set(model, "__dict__", {"rule_id": rule_id, "coins": coins})
+        _set(model, "__pydantic_fields_set__", {"rule_id", "coins"})
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        if len(_RULE_COINS) < _RULE_COINS_MAX:
+            _RULE_COINS[key] = model
+    return model
+
+
+def _pack_rules(rules: Sequence[RuleCoins], granted: int, table: dict[str, int]) -> list[Any]:
+    """Several rules, or one without every coin: flat ``[i, coins, ...]`` (``encode_user``)."""
+    flat: list[Any] = []
+    left = granted
+    for rc in rules:
+        flat += (table.setdefault(rc.rule_id, len(table)), rc.coins)
+        left -= rc.coins
+    if left == 0:
+        flat.pop()  # the last rule has the rest of ``granted``
+    return flat
+
+
+def _unpack_rules(extra: Any, granted: int, table: list[str]) -> Sequence[RuleCoins]:
+    if type(extra) is int:
+        return [_rule_coins(table[extra], granted)]
+    out = []
+    left = granted
+    for i in range(0, len(extra) - 1, 2):
+        out.append(_rule_coins(table[extra[i]], extra[i + 1]))
+        left -= extra[i + 1]
+    if len(extra) % 2:
+        out.append(_rule_coins(table[extra[-1]], left))
+    return out or ()
+
+
 def encode_user(state: UserState) -> bytes:
-    """One user's record: ``[marks, newest_day, days, months, fraud, txns, last_txn]``.
+    """One user's record: ``[marks, newest_day, days, months, fraud, txns, last_txn,
+    forgot, rule_ids]``.
 
     ``days`` is flat ``[age, coins, ...]``, ``months`` flat ``[month, coins,
     ...]``. ``txns`` holds one array per record in recorded order: a payment
-    ``[id, age, dt, amount, granted, refunded, clawed]``, a refund ``[id, age,
-    original_id, clawed]``, where
+    ``[id, age, dt, amount, granted, refunded, clawed(, rules)]``, a refund
+    ``[id, age, original_id, clawed]``, where
     age = newest_day - day and dt = t minus the previous payment's t (0
     before the first). ``fraud`` is ``null`` or ``[newest, seen, cooldowns,
     holds]``; an entry of ``seen`` is ``[i, payee]`` when it is the payment at
     index ``i`` of ``txns`` (same id and time), else ``[t, txn_id, payee]``.
+    ``forgot`` is 0 or 1; ``rule_ids`` lists each rule id the payments name
+    once, and a payment's ``rules`` names them by index: absent, no rules when
+    ``granted`` is 0, else rule 0 has every coin; an index ``i``: rule ``i``
+    has every coin; else a flat ``[i, coins, ...]``, and when its length is
+    odd the last rule has the rest of ``granted``.
+
+    A record without ``forgot`` and ``rule_ids`` (7 fields, as this version's
+    records were before they were added) decodes with ``forgot`` true (it
+    cannot be known) and no rules on its payments.
     """
     newest = state.newest_day
     txns: list[Any] = []
     where: dict[str, tuple[int, int]] = {}
+    table: dict[str, int] = {}
     prev = 0
     for txn_id, rec in state.txns.items():
         if type(rec) is Payment:
-            where[txn_id] = (len(txns), rec.t)
-            txns.append(
-                (
-                    txn_id,
-                    newest - rec.day,
-                    rec.t - prev,
-                    rec.amount,
-                    rec.granted,
-                    rec.refunded,
-                    rec.clawed,
+            t, granted, rules = rec.t, rec.granted, rec.rules
+            where[txn_id] = (len(txns), t)
+            extra: Any = None
+            if rules:
+                if len(rules) == 1 and rules[0].coins == granted:  # the usual case
+                    extra = table.setdefault(rules[0].rule_id, len(table)) or None
+                else:
+                    extra = _pack_rules(rules, granted, table)
+            elif granted:
+                extra = []  # coins, and no rules known
+            age = newest - rec.day
+            if extra is None:
+                txns.append((txn_id, age, t - prev, rec.amount, granted, rec.refunded, rec.clawed))
+            else:
+                txns.append(
+                    (txn_id, age, t - prev, rec.amount, granted, rec.refunded, rec.clawed, extra)
                 )
-            )
-            prev = rec.t
+            prev = t
         else:
             assert isinstance(rec, Refund)
             txns.append((txn_id, newest - rec.day, rec.original, rec.clawed))
@@ -223,6 +303,8 @@ def encode_user(state: UserState) -> bytes:
         fraud,
         txns,
         state.last_txn,
+        int(state.forgot),
+        list(table),
     )
     return _pack(orjson.dumps(doc))
 
@@ -232,14 +314,34 @@ def decode_user(raw: bytes | None) -> UserState:
     if raw is None:
         return UserState()
     try:
-        marks, newest, days, months, fraud, txns, last_txn = _unpack(raw, "user")
+        doc = _unpack(raw, "user")
+        marks, newest, days, months, fraud, txns, last_txn = doc[:7]
+        if len(doc) == 7:  # written before ``forgot`` and the rules were kept
+            forgot, table = newest != 0, None
+        else:
+            forgot_flag, table = doc[7:]
+            forgot = bool(forgot_flag)
         records: dict[str, Record] = {}
         prev = 0
+        first = table[0] if table else None
         for entry in txns:
-            if len(entry) == 7:
+            n = len(entry)
+            if n == 7:
                 txn_id, age, dt, amount, granted, refunded, clawed = entry
                 prev += dt
-                records[txn_id] = Payment(newest - age, prev, amount, granted, refunded, clawed)
+                rules: Sequence[RuleCoins] = ()
+                if granted and first is not None:
+                    rules = [_rule_coins(first, granted)]
+                records[txn_id] = Payment(
+                    newest - age, prev, amount, granted, refunded, clawed, rules
+                )
+            elif n == 8:
+                txn_id, age, dt, amount, granted, refunded, clawed, extra = entry
+                prev += dt
+                rules = _unpack_rules(extra, granted, table)  # type: ignore[arg-type]
+                records[txn_id] = Payment(
+                    newest - age, prev, amount, granted, refunded, clawed, rules
+                )
             else:
                 txn_id, age, original, clawed = entry
                 records[txn_id] = Refund(newest - age, original, clawed)
@@ -259,6 +361,7 @@ def decode_user(raw: bytes | None) -> UserState:
             fraud_state,
             records,
             last_txn,
+            forgot,
         )
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise StateFormatError(f"user record is corrupt: {exc!r}") from None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, field_serializer
 
 from schemas.common import Coins, TxnId, Vpa, to_rfc3339
 from schemas.fraud_alert import FraudRule
+from schemas.grant import RuleCoins
 
 
 class DayRoom(BaseModel):
@@ -91,6 +92,8 @@ class PaymentAnswer(BaseModel):
     refunded_paise: int
     coins_granted: Coins
     coins_clawed_back: Coins
+    #: The payment's GRANT per rule (its ``rules``); empty when it earned nothing.
+    rules: list[RuleCoins]
     hold_rules: list[FraudRule]
     event_time: datetime
 
@@ -102,8 +105,13 @@ class PaymentAnswer(BaseModel):
 class NotFoundReason(StrEnum):
     #: The state holds no record for this user at all.
     UNKNOWN_USER = "unknown_user"
-    #: The user is known; no payment with this id is held: never seen, or
-    #: older than ``state_horizon_from`` (records beyond the horizon are dropped).
+    #: The user is known and the state has every txn record it ever had for
+    #: them (none was dropped): no SUCCESS payment with this id was decided.
+    NEVER_SEEN = "never_seen"
+    #: The user is known, no payment with this id is held, and some of the
+    #: user's records were dropped: never seen, or older than
+    #: ``state_horizon_from`` (records beyond the horizon are dropped; which
+    #: of the two cannot be told).
     NOT_IN_STATE = "not_in_state"
     #: The id is the user's refund, not a payment.
     NOT_A_PAYMENT = "not_a_payment"

@@ -75,6 +75,8 @@ class _Payment:
     granted: int
     refunded: int = 0
     clawed: int = 0
+    #: The GRANT's coins per rule.
+    rules: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -91,6 +93,8 @@ class _User:
     times: dict[str, tuple[int, object, object]] = field(default_factory=dict)  # txn -> ms, day, m
     cooldowns: list[tuple[str, int, int]] = field(default_factory=list)  # (rule, start, end)
     holds: list[tuple[str, int, int]] = field(default_factory=list)
+    #: Was any SUCCESS of the user forgotten, or never remembered (beyond the horizon)?
+    forgot: bool = False
 
 
 def _ms(txn: Transaction) -> int:
@@ -310,16 +314,20 @@ def _decide(
     if user.newest_day is None or day > user.newest_day:
         user.newest_day = day
         floor = day.toordinal() - HORIZON_DAYS
-        user.records = {k: d for k, d in user.records.items() if d.toordinal() >= floor}
+        kept = {k: d for k, d in user.records.items() if d.toordinal() >= floor}
+        user.forgot |= len(kept) < len(user.records)
+        user.records = kept
         user.payments = {k: p for k, p in user.payments.items() if k in user.records}
     user.last = txn.txn_id
     within = day.toordinal() >= user.newest_day.toordinal() - HORIZON_DAYS
 
     def remember(payment: _Payment | None = None) -> None:
-        if within:
-            user.records[txn.txn_id] = day
-            if payment is not None:
-                user.payments[txn.txn_id] = payment
+        if not within:
+            user.forgot = True
+            return
+        user.records[txn.txn_id] = day
+        if payment is not None:
+            user.payments[txn.txn_id] = payment
 
     if txn.kind == "PAYMENT":
         user.times[txn.txn_id] = (_ms(txn), day, month)
@@ -327,6 +335,7 @@ def _decide(
             for rule, trigger, t, w in fraud.local_hits(user, txn):
                 fraud.flag(user_id, rule, trigger, t, w)
         if not within:  # before the holds (docs/contracts.md, "The state horizon")
+            user.forgot = True
             return decided("NO_REWARD", 0, "beyond_state_horizon")
         if fraud.on:
             held = fraud.held(user, _ms(txn))
@@ -354,8 +363,8 @@ def _decide(
             if room < coins:
                 coins = room
                 reasons.append("monthly_cap")
-        remember(_Payment(txn.amount_paise, coins))
         if coins <= 0:
+            remember(_Payment(txn.amount_paise, 0))
             return decided("NO_REWARD", 0, *reasons)
         user.grants.append((day, month, coins))
         split, left = [], coins
@@ -363,6 +372,7 @@ def _decide(
             if min(c, left) > 0:
                 split.append((rule_id, min(c, left)))
                 left -= min(c, left)
+        remember(_Payment(txn.amount_paise, coins, rules=tuple(split)))
         grant = ExpectedGrant(
             f"{txn.txn_id}:grant",
             "GRANT",
@@ -487,6 +497,17 @@ class Accounts:
             "newest_event_time": self._time(max(times)) if times else None,
         }
 
+    def not_found(self, vpa: str, txn_id: str) -> str | None:
+        """The 404 ``reason`` for a payment the state does not hold (None: it does)."""
+        user = self.users.get(vpa)
+        if user is None:
+            return "unknown_user"
+        if txn_id in user.payments:
+            return None
+        if txn_id in user.records:
+            return "not_a_payment"
+        return "not_in_state" if user.forgot else "never_seen"
+
     def payment(self, vpa: str, txn_id: str) -> dict[str, object] | None:
         user = self.users.get(vpa)
         if user is None or txn_id not in user.payments:
@@ -503,6 +524,7 @@ class Accounts:
             "refunded_paise": p.refunded,
             "coins_granted": p.granted,
             "coins_clawed_back": p.clawed,
+            "rules": [{"rule_id": r, "coins": c} for r, c in p.rules],
             "hold_rules": held,
             "event_time": self._time(t),
         }

@@ -106,7 +106,13 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
         key = t.payer_vpa.encode() if isinstance(t, Transaction) else (m.key or b"bad")
         prod.send(topics.TRANSACTIONS, key=key, value=m.value)
     prod.flush()
-    wait_for_outputs(broker.bootstrap, COUNT, timeout=240)
+    out = wait_for_outputs(broker.bootstrap, COUNT, timeout=240)
+    grant_rules = {  # txn id -> the rules of its GRANT record, as the broker holds it
+        g["txn_id"]: g["rules"]
+        for g in (json.loads(v or b"{}") for _, v in out.records[topics.COIN_GRANTS])
+        if g.get("kind") == "GRANT"
+    }
+    out.close()
     users = sorted(oracle.users)
     some_vpa = users[0]
 
@@ -154,9 +160,18 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
         status, body = ask(a, f"/v1/users/{quote(vpa)}/payments/{quote(txn_id)}")
         assert (status, body) == (200, oracle.payment(vpa, txn_id)), (vpa, txn_id)
         assert openapi_errors(body, "PaymentAnswer") == []
-    # Not a payment of this user, and a user the state has never seen.
+        assert body["rules"] == grant_rules.get(txn_id, []), (vpa, txn_id)
+    assert any(body["rules"] for body in (oracle.payment(v, x) for v, x in sample) if body)
+    # Not a payment of this user (the state holds all its history: certainly never
+    # seen), a refund, and a user the state has never seen.
     status, body = ask(a, f"/v1/users/{quote(some_vpa)}/payments/NOPE0001")
-    assert (status, body["error"], body["reason"]) == (404, "payment_not_found", "not_in_state")
+    assert (status, body["error"], body["reason"]) == (404, "payment_not_found", "never_seen")
+    assert body["reason"] == oracle.not_found(some_vpa, "NOPE0001")
+    assert openapi_errors(body, "PaymentNotFound") == []
+    refunds = [(v, x) for v in users for x in oracle.users[v].records if not oracle.payment(v, x)]
+    assert refunds
+    status, body = ask(a, f"/v1/users/{quote(refunds[0][0])}/payments/{quote(refunds[0][1])}")
+    assert (status, body["reason"]) == (404, "not_a_payment")
     status, body = ask(a, "/v1/users/never.seen@okaxis/rewards?at=2026-11-20T12:00:00%2B05:30")
     assert (status, body["known"], body["day"]["coins_granted"]) == (200, False, 0)
     status, body = ask(a, "/v1/users/never.seen@okaxis/payments/T1")
@@ -188,7 +203,36 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
         timeout=60,
         env=cli_env,
     )
-    assert cli.returncode == 1 and json.loads(cli.stderr)["reason"] == "not_in_state"
+    assert cli.returncode == 1 and json.loads(cli.stderr)["reason"] == "never_seen"
+
+    # A user whose payment came beyond the horizon (decided, not kept): a missing
+    # payment of theirs may be that one, or never seen; the body says it cannot tell.
+    from tests.unit.helpers import raw
+
+    gone = "horizon.user@okaxis"
+    for txn_id, when in (("HZNEW001", "2026-11-25T10:00:00+05:30"), ("HZOLD001", "2026-09-01")):
+        when = when if "T" in when else f"{when}T10:00:00+05:30"
+        prod.send(
+            topics.TRANSACTIONS,
+            key=gone.encode(),
+            value=raw(txn_id=txn_id, payer_vpa=gone, event_time=when),
+        )
+    prod.flush()
+    deadline = time.monotonic() + 120
+    while True:
+        status, body = ask(a, f"/v1/users/{quote(gone)}/payments/HZOLD001")
+        if body.get("reason") == "not_in_state":
+            break
+        assert time.monotonic() < deadline, (status, body)
+        assert (status, body.get("reason")) in ((404, "unknown_user"), (404, "never_seen"))
+        time.sleep(0.5)
+    assert body == {
+        "error": "payment_not_found",
+        "reason": "not_in_state",
+        "state_horizon_from": "2026-09-24",
+    }
+    assert ask(a, f"/v1/users/{quote(gone)}/payments/NOPE0001")[1]["reason"] == "not_in_state"
+    assert ask(a, f"/v1/users/{quote(gone)}/payments/HZNEW001")[0] == 200
 
     # 401: no token, a wrong one, another scheme; nothing about the user in the body.
     path = f"/v1/users/{quote(some_vpa)}/rewards"
@@ -219,7 +263,7 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
     for worker in (a, b):
         text = worker.log_text()
         assert TOKEN not in text
-        leaked = [v for v in users if v in text.lower()]
+        leaked = [v for v in [*users, gone] if v in text.lower()]
         assert not leaked, leaked[:3]
         assert not [x for _, x in sample if x in text]
 

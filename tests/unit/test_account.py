@@ -144,6 +144,7 @@ def test_payment_with_a_refund_and_a_fraud_clawback() -> None:
         "refunded_paise": 1_000_00,
         "coins_granted": 40,
         "coins_clawed_back": 40,  # 10 for the refund, the other 30 for fraud
+        "rules": [{"rule_id": "one-percent", "coins": 40}],
         "hold_rules": ["velocity"],
         "event_time": "2026-11-25T10:00:00+05:30",
     }
@@ -166,11 +167,39 @@ def test_payment_that_earned_nothing_without_a_hold_is_no_reward() -> None:
         0,
         [],
     )
+    assert answer.rules == []
+
+
+def test_payment_names_the_coins_of_each_rule_as_its_grant_did() -> None:
+    rules = book(
+        {"id": "base", "match": {"payee_kind": "MERCHANT"}, "reward": {"bps": 100}},
+        {"id": "grocery", "match": {"mcc_in": ["5411"]}, "reward": {"flat_coins": 5}},
+        daily=30,
+    )
+    events = [
+        txn(txn_id="G1", amount_paise=1_000_00, mcc="5411"),  # 10 + 5
+        txn(txn_id="M1", amount_paise=1_000_00, mcc="5999", event_time="2026-11-25T10:01:00+05:30"),
+        txn(txn_id="G2", amount_paise=1_000_00, mcc="5411", event_time="2026-11-25T10:02:00+05:30"),
+    ]
+    state = MemoryState()
+    effects = [process(e, rules, state.user(USER)) for e in events]
+    stored = decode_user(encode_user(state[USER]))
+    want = {
+        "G1": [{"rule_id": "base", "coins": 10}, {"rule_id": "grocery", "coins": 5}],
+        "M1": [{"rule_id": "base", "coins": 10}],
+        "G2": [{"rule_id": "base", "coins": 5}],  # the daily cap cut it to 5: base first
+    }
+    for effect, (txn_id, rule_coins) in zip(effects, want.items(), strict=True):
+        answer = payment_answer(USER, stored, rules, txn_id)
+        assert isinstance(answer, PaymentAnswer)
+        assert answer.model_dump(mode="json")["rules"] == rule_coins
+        (grant,) = effect.grants
+        assert [r.model_dump() for r in grant.rules] == rule_coins
 
 
 @pytest.mark.parametrize(
     ("txn_id", "reason"),
-    [("NOPE", NotFoundReason.NOT_IN_STATE), ("R1", NotFoundReason.NOT_A_PAYMENT)],
+    [("NOPE", NotFoundReason.NEVER_SEEN), ("R1", NotFoundReason.NOT_A_PAYMENT)],
 )
 def test_payment_not_found_says_why_and_where_the_horizon_is(
     txn_id: str, reason: NotFoundReason
@@ -198,6 +227,24 @@ def test_payment_beyond_the_horizon_is_gone_and_the_horizon_says_so() -> None:
     assert isinstance(answer, PaymentNotFound)
     assert answer.reason is NotFoundReason.NOT_IN_STATE
     assert answer.state_horizon_from is not None and answer.state_horizon_from > "2026-09-01"
+    # Once a record was dropped, an id never seen cannot be told from it either.
+    assert payment_answer(USER, state, rules, "NOPE") == answer
+
+
+def test_a_payment_never_kept_makes_a_missing_one_uncertain() -> None:
+    rules = book()
+    new = txn(txn_id="NEW", event_time="2026-11-25T10:00:00+05:30")
+    state = run([new], rules)[USER]
+    assert payment_answer(USER, state, rules, "OLD").reason is NotFoundReason.NEVER_SEEN  # type: ignore[union-attr]
+    # A payment beyond the horizon on arrival is decided but not kept.
+    state = run([new, txn(txn_id="OLD", event_time="2026-09-01T10:00:00+05:30")], rules)[USER]
+    answer = payment_answer(USER, state, rules, "OLD")
+    assert answer == PaymentNotFound(
+        reason=NotFoundReason.NOT_IN_STATE, state_horizon_from="2026-09-24"
+    )
+    # Events that are not SUCCESS keep no record and forget nothing.
+    state = run([new, txn(txn_id="F1", status="FAILED")], rules)[USER]
+    assert payment_answer(USER, state, rules, "F1").reason is NotFoundReason.NEVER_SEEN  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("seed", [23, 5])
@@ -215,7 +262,8 @@ def test_every_answer_of_a_simulated_feed_equals_the_oracle(seed: int) -> None:
     valid = [decode(m, Source("t", 0, 0)) for m in messages]
     oracle = Accounts([t for t in valid if isinstance(t, Transaction)], rules.spec)
     assert set(sim.state) == set(oracle.users)
-    held = 0
+    held = granted = 0
+    reasons: set[NotFoundReason] = set()
     for vpa, state in sim.state.items():
         stored = decode_user(encode_user(state))
         times = [at("2026-11-20T23:59:59+05:30"), at("2026-12-01T00:00:00+05:30")]
@@ -228,11 +276,14 @@ def test_every_answer_of_a_simulated_feed_equals_the_oracle(seed: int) -> None:
             got = rewards_answer(vpa, stored, rules, when).model_dump(mode="json")
             assert got == oracle.rewards(vpa, when), (vpa, when)
             held += got["hold"]["active"]
-        for txn_id in stored.txns:
+        for txn_id in [*stored.txns, "NOPE0001"]:
             answer = payment_answer(vpa, stored, rules, txn_id)
             want = oracle.payment(vpa, txn_id)
             if isinstance(answer, PaymentAnswer):
                 assert answer.model_dump(mode="json") == want, (vpa, txn_id)
+                granted += bool(answer.rules)
             else:
-                assert want is None
+                assert want is None and answer.reason == oracle.not_found(vpa, txn_id)
+                reasons.add(answer.reason)
     assert held > 0  # the feed's farmers are on hold at some of those times
+    assert granted > 0 and NotFoundReason.NEVER_SEEN in reasons

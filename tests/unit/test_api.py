@@ -53,7 +53,7 @@ def make(
         forwarded.append((url, path, auth))
         return Reply(200, b'{"from":"owner"}')
 
-    async def settled(partition: int) -> None:
+    async def settled(partition: int, vpa: str) -> None:
         return None
 
     clock = Clock()
@@ -96,7 +96,7 @@ def test_answers_from_the_state_case_insensitively() -> None:
     assert orjson.loads(payment.body)["coins_granted"] == 50
     missing = call(api, txn_id="T9")
     assert missing.status == 404
-    assert orjson.loads(missing.body)["reason"] == "not_in_state"
+    assert orjson.loads(missing.body)["reason"] == "never_seen"
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_no_tokens_file_turns_the_api_off() -> None:
     async def never(*_: object) -> Reply:
         raise AssertionError
 
-    async def settled(partition: int) -> None:
+    async def settled(partition: int, vpa: str) -> None:
         return None
 
     api = RewardsApi(rules, None, 5, 4, Local, lambda p, k: None, never, settled)
@@ -266,11 +266,38 @@ def test_a_store_error_is_a_500_and_the_log_names_no_user(caplog: pytest.LogCapt
     assert call(corrupt).status == 500
 
 
-def test_a_request_after_the_decision_is_acked_sees_the_payment() -> None:
+def test_a_read_waits_only_for_a_batch_holding_its_user() -> None:
+    async def scenario() -> list[str]:
+        gate = BatchGate()
+        seen: list[str] = []
+        users: dict[str, object] = {"a@x": object()}
+        gate.begin({1}, users)
+
+        async def reader(partition: int, vpa: str) -> None:
+            await gate.settled(partition, vpa)
+            seen.append(f"read {vpa}")
+
+        waiting = asyncio.create_task(reader(1, "a@x"))
+        await reader(1, "b@x")  # same partition, not in the batch (yet): no wait
+        users["c@x"] = object()  # the batch reaches c@x: a reader of c@x now waits
+        waiting_c = asyncio.create_task(reader(1, "c@x"))
+        await asyncio.sleep(0.01)
+        seen.append("committed")
+        gate.end()
+        await waiting
+        await waiting_c
+        return seen
+
+    assert asyncio.run(scenario()) == ["read b@x", "committed", "read a@x", "read c@x"]
+
+
+@pytest.mark.parametrize("per_user", [False, True])
+def test_a_request_after_the_decision_is_acked_sees_the_payment(per_user: bool) -> None:
     """The real decide batch and commit order, with the changelog ack held back.
 
     A request arriving once the batch's decision is acknowledged, but before its
-    record reaches the store, must wait for the batch and then see the payment.
+    record reaches the store, must wait for the batch and then see the payment;
+    also when the gate knows the batch's users (``per_user``, as the stage runs it).
     """
     import time as clock_time
     from types import SimpleNamespace
@@ -317,7 +344,7 @@ def test_a_request_after_the_decision_is_acked_sees_the_payment() -> None:
         topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
         batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
         event = txn(txn_id="T7", amount_paise=5_000_00)
-        gate.begin({partition})
+        gate.begin({partition}, batch.users if per_user else None)
         batch.item(partition, RoutedTransaction(txn=event, source="f:0:1", ingested_ns=0))
 
         async def decide() -> None:

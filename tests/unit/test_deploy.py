@@ -357,3 +357,51 @@ def test_required_alerts_exist_with_severity_and_runbook():
         assert alert["labels"]["severity"] in {"page", "ticket"}
         anchor = alert["annotations"]["runbook_url"].split("#", 1)[1]
         assert anchor in anchors, (alert["alert"], anchor)
+
+
+def _secret_of(volume: dict[str, Any], filename: str) -> str | None:
+    """The Secret that ``volume`` mounts ``filename`` from (a secret or projected volume)."""
+    if "secret" in volume:
+        sources = [{"secret": {**volume["secret"], "name": volume["secret"]["secretName"]}}]
+    else:
+        sources = volume.get("projected", {}).get("sources", [])
+    for source in sources:
+        secret = source.get("secret")
+        if secret is None:
+            continue
+        items = secret.get("items")
+        if items is None or any(item["path"] == filename for item in items):
+            return str(secret["name"])
+    return None
+
+
+def test_api_tokens_file_is_a_mounted_secret_and_no_token_is_in_the_repository():
+    (sts,) = by_kind("StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    tokens_file = Path(env["REWARDS_API_TOKENS_FILE"]["value"])  # a path, not a valueFrom
+    assert "REWARDS_API_TOKENS_FILE" in settings_env_names()
+    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == tokens_file.parent]
+    assert mount.get("readOnly") is True and "subPath" not in mount  # subPath: no updates
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    secret = _secret_of(volume, tokens_file.name)
+    assert secret is not None, volume
+    mode = volume.get("projected", volume.get("secret", {})).get("defaultMode")
+    assert mode is not None and mode & 0o007 == 0  # not world-readable
+    # The Secret itself is created out of band: no manifest, generator or file holds a token.
+    assert not [d for d in k8s_docs() if d["kind"] == "Secret"]
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert "secretGenerator" not in kustomization
+    tracked = subprocess_lines(["git", "ls-files"])
+    assert not [
+        p for p in tracked if Path(p).name.lower() in {"tokens", "api-tokens", "tokens.txt"}
+    ]
+    kafka = {e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "valueFrom" in e}
+    assert secret not in kafka  # its own Secret, not the Kafka credentials'
+
+
+def subprocess_lines(cmd: list[str]) -> list[str]:
+    import subprocess
+
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
