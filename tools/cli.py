@@ -74,11 +74,11 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from topologies.api import TokensFileError
-    from topologies.worker import run_worker
+    from topologies.worker import TransactionsUnavailable, run_worker
 
     try:
         return run_worker(_settings(args))
-    except (RulesError, TokensFileError) as exc:
+    except (RulesError, TokensFileError, TransactionsUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
