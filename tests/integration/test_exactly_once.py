@@ -12,7 +12,8 @@ even an exact copy), every grant is the pure core's record byte for byte and
 the balances per user equal the core's replay of the feed.
 
 Apache Kafka only: Tansu cannot run a transaction (InitProducerId fails), so
-on ``REWARDS_TEST_BROKER=tansu`` this module is skipped.
+on ``REWARDS_TEST_BROKER=tansu`` the storm is skipped and the worker is shown
+to refuse ``exactly_once`` at start-up instead.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from brokers.launcher import engine_from_env
+from brokers.launcher import engine_from_env, free_port
 from tests.chaos.harness import (
     GROUP,
     Feeder,
@@ -37,16 +38,16 @@ from tests.chaos.harness import (
     wait_drained,
 )
 from tests.integration.conftest import Worker
+from tools.launch import spawn_worker
 from topologies import topics
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        engine_from_env() != "kafka",
-        reason="exactly_once needs broker transactions: Apache Kafka only "
-        "(REWARDS_TEST_BROKER=kafka); Tansu fails InitProducerId",
-    ),
-]
+pytestmark = pytest.mark.integration
+
+kafka_only = pytest.mark.skipif(
+    engine_from_env() != "kafka",
+    reason="exactly_once needs broker transactions: Apache Kafka only "
+    "(REWARDS_TEST_BROKER=kafka); Tansu fails InitProducerId",
+)
 
 COUNT = 12_000
 KILLS = 3
@@ -70,6 +71,7 @@ def metric(worker: Worker, name: str) -> float:
     return total
 
 
+@kafka_only
 def test_exactly_once_kill_9_storm_repeats_no_record(broker, workers, tmp_path):
     # The whole feed first: the worker is busy throughout, so the kills land inside
     # transactions (a paced feed leaves it idle between batches most of the time).
@@ -145,3 +147,21 @@ def test_exactly_once_kill_9_storm_repeats_no_record(broker, workers, tmp_path):
         f"(transaction markers) counted: {metric(worker, 'rewards_input_offset_gaps_total'):.0f}; "
         f"checked against the core: {checked}, changelog keys {keys}"
     )
+
+
+@pytest.mark.skipif(
+    engine_from_env() != "tansu", reason="needs a broker without transactions (Tansu)"
+)
+def test_exactly_once_is_refused_at_start_up_on_a_broker_without_transactions(broker, tmp_path):
+    log = tmp_path / "worker.log"
+    flags = ["--bootstrap", broker.bootstrap, "--web-port", str(free_port())]
+    flags += ["--data-dir", str(tmp_path / "state"), "--partitions", "4"]
+    proc = spawn_worker(log, flags, {"REWARDS_PROCESSING_GUARANTEE": "exactly_once"})
+    try:
+        status = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert status == 2, text[-2000:]
+    assert "processing_guarantee=exactly_once" in text and "cannot run a Kafka transaction" in text
