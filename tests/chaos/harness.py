@@ -96,8 +96,13 @@ class Cluster:
     def bootstrap(self) -> str:
         return self.broker.bootstrap
 
+    #: extra worker environment (e.g. REWARDS_PROCESSING_GUARANTEE=exactly_once)
+    env: dict[str, str] = field(default_factory=dict)
+
     def start_worker(self, data_dir: Path | None = None) -> Worker:
-        return self.workers.start("--partitions", str(self.partitions), data_dir=data_dir)
+        return self.workers.start(
+            "--partitions", str(self.partitions), data_dir=data_dir, env=self.env or None
+        )
 
 
 @contextmanager
@@ -373,6 +378,7 @@ class WalletProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     kills: int = 0
+    read_committed: bool = False
 
     def command(self, *extra: str) -> list[str]:
         return [
@@ -384,6 +390,7 @@ class WalletProcess:
             str(self.db),
             "--bootstrap",
             self.bootstrap,
+            *(("--read-committed",) if self.read_committed else ()),
             *extra,
         ]
 
@@ -636,6 +643,7 @@ def check_pipeline(
     produced: list[bytes | None],
     truth: dict[str, str] | None = None,
     check_changelog: bool = True,
+    isolation_level: str = "read_uncommitted",
 ) -> tuple[Simulation, Tally]:
     """The exactness check shared by the scenarios; fills the report with the figures.
 
@@ -652,11 +660,11 @@ def check_pipeline(
        repeated grant records are exact copies (wallet conflicts = 0);
     3. the wallet's balance per user equals the pure core's replay, exactly.
     """
-    drained_in = wait_drained(cluster.bootstrap, drain_timeout, report)
+    drained_in = wait_drained(cluster.bootstrap, drain_timeout, report, isolation_level)
     feed = read_topic(cluster.bootstrap, topics.TRANSACTIONS, expect=len(produced))
     where = locate(produced, feed)
     sim = replay(produced)
-    tally = Tally(cluster.bootstrap)
+    tally = Tally(cluster.bootstrap, isolation_level=isolation_level)
     try:
         tally.read_to_end()  # the group committed everything: every output is there
     finally:
@@ -727,6 +735,6 @@ def check_pipeline(
     circular = {u for u, pattern in (truth or {}).items() if pattern == "circular"}
     report.add(**one_story(sim, tally, circular))
     if check_changelog:
-        keys = compare_state(changelog_state(cluster.bootstrap), sim, circular)
+        keys = compare_state(changelog_state(cluster.bootstrap, isolation_level), sim, circular)
         report.add(changelog_keys_checked=keys)
     return sim, tally
