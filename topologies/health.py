@@ -166,11 +166,15 @@ class WorkerCollector(Collector):
         app: faust.App | None,
         ends: EndOffsets | None = None,
         edge_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
+        transactional: bool = False,
     ) -> None:
         self.app = app
         self.ends = ends
         #: the ingest edge reads the feed with its own consumer (agents.edge)
         self.edge_lag = edge_lag
+        #: exactly_once: the offsets are committed in the stages' transactions, which
+        #: Faust does not see; the fetch position (past the markers) stands in for them
+        self.transactional = transactional
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return list(self._families())
@@ -193,6 +197,8 @@ class WorkerCollector(Collector):
                 committed = getattr(consumer, "_committed_offset", {}).get(tp)
                 # No commit yet: the group starts from the earliest offset.
                 start = committed if committed is not None and committed >= 0 else 0
+                if self.transactional:
+                    start = max(start, _safe(lambda tp=tp: _fetch_position(consumer, tp)) or 0)
                 lag.add_metric([tp.topic, str(tp.partition)], max(end - start, 0))
             for (topic, partition), behind in sorted((_safe(self.edge_lag) or {}).items()):
                 per_topic[topic] = per_topic.get(topic, 0) + 1
@@ -310,7 +316,7 @@ def install(
     """
     metrics.set_info(rules_version, build_labels())
     ends = EndOffsets(bootstrap) if bootstrap else None
-    metrics.registry.register(WorkerCollector(app, ends, edge_lag))
+    metrics.registry.register(WorkerCollector(app, ends, edge_lag, transactional))
 
     watch = StallWatch(stall_restart_s) if stall_restart_s > 0 else None
     if ends is not None:
