@@ -248,7 +248,13 @@ def build_app(
 
     @app.service
     class StageProducers(mode.Service):
-        """The stages' transactional producers (exactly_once), started on first use."""
+        """The stages' transactional producers (exactly_once): started with the app, so
+        their InitProducerId aborts what a predecessor with the same ids left open
+        before the stages read (else at first use)."""
+
+        async def on_start(self) -> None:
+            for sender in stage_senders.values():
+                await sender.start()
 
         async def on_stop(self) -> None:
             for sender in stage_senders.values():
