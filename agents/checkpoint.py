@@ -10,6 +10,13 @@
 4. **input offsets**: only then does the stage return, Faust acks the
    batch's input records, and its next offset commit may pass them.
 
+With ``processing_guarantee=exactly_once`` the sender is transactional
+(``agents.transactions``): 1 and 2 go in one Kafka transaction, the batch's
+input offsets join it (``send_offsets_to_transaction``) and it commits before
+3; Faust commits no offsets itself (``workarounds.read_committed``). A
+``read_committed`` reader sees a batch's outputs, changelog and offsets
+together or not at all: a replayed batch leaves no duplicate record.
+
 So the local store is never ahead of its changelog, and the changelog never
 ahead of the outputs. A crash anywhere replays the batch from the last input
 commit: a key whose record reached the changelog carries the replay marks
@@ -25,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from agents.partitioning import Partitioner
 from agents.store import PartitionStore
@@ -46,6 +53,17 @@ class Sender(Protocol):
     ) -> list[tuple[Awaitable[Any], int]]:
         """Queue ``records`` in order; each (future, n) resolves (RecordMetadata with the
         chunk's base offset) when the broker has the chunk's ``n`` records."""
+
+
+@runtime_checkable
+class Transactional(Protocol):
+    """A sender whose records of a batch go in one Kafka transaction (``agents.transactions``)."""
+
+    async def begin(self) -> None:
+        """Begin the batch's transaction (the producer started, older ones fenced)."""
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Add the input offsets (next to read, per (topic, partition)) and commit."""
 
 
 class AiokafkaSender:
@@ -110,7 +128,9 @@ class Checkpoint:
         self.started = time.monotonic()
         self._outputs: dict[tuple[str, int | None], list[Record]] = {}
         self._staged: dict[int, dict[bytes, bytes | None]] = {}
+        self._consumed: dict[tuple[str, int], int] = {}
         self._spread = itertools.count()
+        self.transaction = sender if isinstance(sender, Transactional) else None
 
     def send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
@@ -122,6 +142,12 @@ class Checkpoint:
     def stage(self, partition: int, key: bytes, value: bytes | None) -> None:
         """The key's value at the end of the batch (a later call for the key wins)."""
         self._staged.setdefault(partition, {})[key] = value
+
+    def consumed(self, topic: str, partition: int, offset: int) -> None:
+        """An input record of the batch: with a transaction, its offset is committed in it."""
+        nxt = offset + 1
+        if self._consumed.get((topic, partition), -1) < nxt:
+            self._consumed[(topic, partition)] = nxt
 
     async def _partitioned(self) -> dict[tuple[str, int], list[Record]]:
         out: dict[tuple[str, int], list[Record]] = {}
@@ -139,6 +165,9 @@ class Checkpoint:
     async def commit(self) -> None:
         mark = time.monotonic()
         self.timing("process", mark - self.started)
+        txn = self.transaction
+        if txn is not None:
+            await txn.begin()
         sent: list[Awaitable[Any]] = []  # 1. sinks
         for (topic, partition), records in (await self._partitioned()).items():
             sent.extend(f for f, _ in await self.sender.send_records(topic, partition, records))
@@ -155,10 +184,14 @@ class Checkpoint:
             last = max(int(m.offset) + n - 1 for m, (_, n) in zip(metadata, chunks, strict=True))
             acked.append((partition, staged, last))
         mark = self._phase("changelog", mark)
+        if txn is not None:  # outputs, changelog and input offsets visible together
+            await txn.commit(self._consumed)
+            mark = self._phase("commit", mark)
         for partition, staged, last in acked:
             self.store.write(partition, staged, last)  # 3. local store + offset
         self._phase("store", mark)
-        # 4. the caller returns; Faust acks the inputs and commits their offsets later.
+        # 4. the caller returns; Faust acks the inputs and commits their offsets later
+        # (with a transaction they were committed in it, above).
 
     def _phase(self, name: str, since: float) -> float:
         now = time.monotonic()

@@ -55,6 +55,7 @@ class CircularBatch:
         self.now_ns = time.time_ns()
 
     async def pack(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+        self.checkpoint.consumed(topic, partition, offset)
         try:
             items = decode_pair_pack(value)
         except Exception as exc:
@@ -122,7 +123,13 @@ def attach_circular(
 
     async def circular_batch(events: Sequence[EventT[bytes]]) -> None:
         batch = CircularBatch(
-            ctx.sender, store, ctx.topics, partitioner, window_ms, lateness_ms, ctx.metrics
+            ctx.sender_for("circular"),
+            store,
+            ctx.topics,
+            partitioner,
+            window_ms,
+            lateness_ms,
+            ctx.metrics,
         )
         for event in events:
             msg = event.message
@@ -133,4 +140,6 @@ def attach_circular(
 
     @app.agent(by_pair, name="circular")
     async def circular(stream: StreamT[bytes]) -> None:
-        await run_batches(app, "circular", stream, circular_batch, ctx.batch_max, ctx.within_s)
+        await run_batches(
+            app, "circular", stream, circular_batch, ctx.batch_max, ctx.within_s, ctx.on_gap()
+        )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import faust
 
 from agents.checkpoint import Sender
 from agents.metrics import Metrics
+from workarounds.continuity import OnGap, fail_on_gap
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,3 +40,20 @@ class StageContext:
     #: packs per batch, and how long a batch may wait to fill
     batch_max: int
     within_s: float
+    #: per stage ("decide", "circular"): its own transactional sender (exactly_once)
+    stage_senders: Mapping[str, Sender] = field(default_factory=dict)
+
+    def sender_for(self, stage: str) -> Sender:
+        return self.stage_senders.get(stage, self.sender)
+
+    def on_gap(self) -> OnGap:
+        """A jump in an internal topic's offsets: a skipped record (fail-stop), except
+        with transactions, where every commit leaves a marker offset no record has."""
+        if not self.stage_senders:
+            return fail_on_gap
+        gaps = self.metrics.input_offset_gaps
+
+        def count(topic: str, partition: int, first: int, last: int) -> None:
+            gaps.labels(topic=topic).inc(last - first + 1)
+
+        return count

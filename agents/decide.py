@@ -133,6 +133,7 @@ class DecideBatch:
         return user
 
     async def pack(self, partition: int, offset: int, topic: str, value: bytes | None) -> None:
+        self.checkpoint.consumed(topic, partition, offset)
         where = Source(topic, partition, offset)
         try:
             items = decode_txn_pack(value)
@@ -222,7 +223,9 @@ def attach_decide(
 
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
         # The versions known now, for the whole batch (a new one joins between batches).
-        batch = DecideBatch(ctx.sender, store, ctx.topics, current(), ctx.metrics, cache)
+        batch = DecideBatch(
+            ctx.sender_for("decide"), store, ctx.topics, current(), ctx.metrics, cache
+        )
         gate.begin({event.message.partition for event in events}, batch.users)
         try:
             for event in events:
@@ -234,7 +237,9 @@ def attach_decide(
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
-        await run_batches(app, "decide", stream, decide_batch, ctx.batch_max, ctx.within_s)
+        await run_batches(
+            app, "decide", stream, decide_batch, ctx.batch_max, ctx.within_s, ctx.on_gap()
+        )
 
 
 def _observe(metrics: Metrics, decided: list[tuple[Effects, int]]) -> None:

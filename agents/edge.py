@@ -12,6 +12,11 @@ records at a time. Per fetched batch:
 3. packs and dead letters are produced; **every one acknowledged**;
 4. only then are the feed offsets committed.
 
+With ``processing_guarantee=exactly_once`` 3 and 4 are one Kafka transaction
+(``agents.transactions``): the feed offsets join it through
+``send_offsets_to_transaction`` for the edge's group, and the feed is read
+``read_committed``.
+
 A crash before 4 re-reads the batch: the packs carry the same feed positions,
 so the decide stage's replay marks skip what it already applied, and dead
 letters repeat identically. A rebalance waits for the batch in flight to finish
@@ -139,6 +144,10 @@ class EdgeConfig:
     gaps: Literal["fail", "count"] = "fail"
     #: TLS/SASL keyword arguments for both aiokafka clients (``topologies.security``)
     client_options: dict[str, Any] = field(default_factory=dict)
+    #: exactly_once: forwards and feed offsets of a batch in one transaction
+    #: (``agents.transactions``); None: at-least-once, offsets committed after the acks
+    transactional_id: str | None = None
+    transaction_timeout_ms: int = 15_000
 
 
 class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -184,9 +193,16 @@ class Edge:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         cfg = self.config
+        txn: dict[str, Any] = {}
+        if cfg.transactional_id is not None:
+            txn = {
+                "transactional_id": cfg.transactional_id,
+                "transaction_timeout_ms": cfg.transaction_timeout_ms,
+            }
         self._producer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap,
             acks="all",
+            **txn,
             linger_ms=cfg.linger_ms,
             max_batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
@@ -203,6 +219,7 @@ class Edge:
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(cfg.session_timeout_ms // 3, 100),
             rebalance_timeout_ms=cfg.rebalance_timeout_ms,
+            isolation_level="read_committed" if txn else "read_uncommitted",
             **cfg.client_options,
         )
         self._consumer.subscribe([cfg.feed], listener=_Revoke(self))
@@ -288,12 +305,35 @@ class Edge:
         )
         mark = time.monotonic()
         self._timing("process", mark - started)
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
+        if self.config.transactional_id is not None:
+            await self._send_in_transaction(routed, offsets)
+            self._timing("outputs", time.monotonic() - mark)
+            return
         await self._send(routed)
         self._timing("outputs", time.monotonic() - mark)
         # The commit runs while the next batch is fetched and routed; commits stay in order.
         await self.committing()
-        self._to_commit.update({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
+        self._to_commit.update(offsets)
         self._commit = asyncio.create_task(self.commit_now())
+
+    async def _send_in_transaction(
+        self, routed: Routed, offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Forwards and feed offsets in one transaction: visible together or not at all.
+
+        A failure escapes to the batch guard (fail-stop, nothing committed); the
+        restarted producer, same ``transactional_id``, aborts what was left open.
+        """
+        producer = self._producer
+        assert producer is not None
+        await producer.begin_transaction()
+        await self._send(routed)
+        started = time.monotonic()
+        await producer.send_offsets_to_transaction(offsets, self.config.group)
+        await producer.commit_transaction()
+        self._timing("commit", time.monotonic() - started)
+        self.committed.update(offsets)
 
     async def committing(self) -> None:
         """Wait for the commit in flight, if any."""

@@ -14,6 +14,9 @@ produced before the consumer starts:
 ``pipeline``   one upi-rewards worker end to end, then ``du`` of its data dir
                (state bytes per user);
 ``pipeline2``  two workers in one group (own data dirs, web ports): the total;
+``pipeline_eos`` one worker as ``pipeline``, with
+               ``REWARDS_PROCESSING_GUARANTEE=exactly_once`` (one Kafka
+               transaction per batch; Apache Kafka only: ``--engine kafka``);
 ``latency``    one worker under a producer paced at each of ``--rates`` ev/s
                in turn (``--latency-seconds`` each): feed producer CreateTime
                -> decision record CreateTime per txn_id, p50 / p99 / p99.9;
@@ -518,10 +521,15 @@ def du_bytes(path: Path) -> int:
 
 
 def bench_pipeline(
-    root: Path, feed: list[FeedMessage], profile: bool, workers: int = 1
+    root: Path,
+    feed: list[FeedMessage],
+    profile: bool,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """``workers`` upi-rewards workers in one group (own data dirs and web ports)."""
-    run = new_run(root, "pipeline" if workers == 1 else f"pipeline{workers}")
+    run = new_run(root, name or ("pipeline" if workers == 1 else f"pipeline{workers}"))
     try:
         produce(run.bootstrap, feed)
         users = {orjson.loads(m.value)["payer_vpa"].lower() for m in feed if m.valid and m.value}
@@ -530,7 +538,7 @@ def bench_pipeline(
             f"worker(s) running (load {load_avg()})"
         )
         dirs = [run.work / f"state-{i}" for i in range(workers)]
-        procs = [start_worker(run, d, f"worker-{i}") for i, d in enumerate(dirs)]
+        procs = [start_worker(run, d, f"worker-{i}", extra_env) for i, d in enumerate(dirs)]
         spy = None
         if profile and workers == 1:
             spy = subprocess.Popen(
@@ -956,14 +964,15 @@ def table(res: dict[str, Any]) -> str:
             f"{_num(t.get('cpu_us_per_event'))} | {ratios(t['events_per_s'])} | "
             f"{t['outputs']:,} decisions, load {t['load_avg']} |"
         )
-    for name in ("pipeline", "pipeline2"):
+    for name in ("pipeline", "pipeline2", "pipeline_eos"):
         p = res.get(name)
         if not p:
             continue
         w = p.get("worker_cpu") or {}
         n = p["workers"]
+        eos = ", exactly_once" if name == "pipeline_eos" else ""
         rows.append(
-            f"| upi-rewards, {n} worker{'s' * (n > 1)} | **{p['events_per_s']:,} ev/s** | "
+            f"| upi-rewards, {n} worker{'s' * (n > 1)}{eos} | **{p['events_per_s']:,} ev/s** | "
             f"{_num(w.get('cpu_us_per_event'))} | {ratios(p['events_per_s'])} | "
             f"{p['events']:,} events, steady {p['steady_events_per_s']:,} ev/s, accounted "
             f"{p['accounted']}, workers at {w.get('cpu_share_of_one_core', 0):.0%} of one core, "
@@ -973,6 +982,15 @@ def table(res: dict[str, Any]) -> str:
         one, two = res["pipeline"], res["pipeline2"]
         rows.append(
             f"| 2 workers / 1 worker | {two['events_per_s'] / one['events_per_s']:.2f}x | | | | |"
+        )
+    if res.get("pipeline") and res.get("pipeline_eos"):
+        one, eos_run = res["pipeline"], res["pipeline_eos"]
+        us0 = (one.get("worker_cpu") or {}).get("cpu_us_per_event")
+        us1 = (eos_run.get("worker_cpu") or {}).get("cpu_us_per_event")
+        cost = f", CPU µs/event {us1 / us0:.2f}x" if us0 and us1 else ""
+        rows.append(
+            f"| exactly_once / at_least_once, 1 worker | "
+            f"{eos_run['events_per_s'] / one['events_per_s']:.2f}x ev/s{cost} | | | | |"
         )
     k = res.get("core")
     if k:
@@ -1035,6 +1053,7 @@ SCENARIOS = (
     "textbook",
     "pipeline",
     "pipeline2",
+    "pipeline_eos",
     "latency",
     "warm",
     "fresh",
@@ -1069,8 +1088,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--only",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated scenarios: {', '.join(SCENARIOS)} (recovery = warm,fresh,standby)",
+        default=None,
+        help=f"comma-separated scenarios: {', '.join(SCENARIOS)} (recovery = warm,fresh,standby; "
+        "default: all, pipeline_eos on --engine kafka only)",
     )
     p.add_argument("--profile", action="store_true", help="py-spy the 1-worker pipeline")
     p.add_argument("--seed", type=int, default=42)
@@ -1091,6 +1111,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in zip(names, quick if args.quick else full, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.only is None:  # Tansu cannot run transactions: exactly_once is Kafka's alone
+        args.only = ",".join(s for s in SCENARIOS if s != "pipeline_eos" or ENGINE == "kafka")
     only = {s for part in args.only.split(",") for s in GROUPS.get(part, (part,))}
     unknown = only - set(SCENARIOS)
     if unknown:
@@ -1116,6 +1138,13 @@ def main(argv: list[str] | None = None) -> int:
         "textbook": lambda: bench_textbook(root, feed),
         "pipeline": lambda: bench_pipeline(root, feed, args.profile),
         "pipeline2": lambda: bench_pipeline(root, feed, False, workers=2),
+        "pipeline_eos": lambda: bench_pipeline(
+            root,
+            feed,
+            False,
+            extra_env={"REWARDS_PROCESSING_GUARANTEE": "exactly_once"},
+            name="pipeline_eos",
+        ),
         "latency": lambda: bench_latency(
             root,
             list(

@@ -74,11 +74,11 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from topologies.api import TokensFileError
-    from topologies.worker import run_worker
+    from topologies.worker import TransactionsUnavailable, run_worker
 
     try:
         return run_worker(_settings(args))
-    except (RulesError, TokensFileError) as exc:
+    except (RulesError, TokensFileError, TransactionsUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -115,7 +115,12 @@ def cmd_wallet(args: argparse.Namespace) -> int:
     settings = _settings(args)
     started = time.monotonic()
     with contextlib.suppress(KeyboardInterrupt):
-        run_wallet(settings.bootstrap_list(), args.db, until_idle_s=args.until_idle)
+        run_wallet(
+            settings.bootstrap_list(),
+            args.db,
+            until_idle_s=args.until_idle,
+            read_committed=args.read_committed,
+        )
     if args.summary:
         ledger = WalletLedger(args.db)
         try:
@@ -299,6 +304,11 @@ def parser() -> argparse.ArgumentParser:
         help="exit once no record has arrived for this long (default: run until Ctrl-C)",
     )
     p.add_argument("--summary", action="store_true", help="print totals (counts only)")
+    p.add_argument(
+        "--read-committed",
+        action="store_true",
+        help="skip records of aborted transactions (workers running exactly_once)",
+    )
     p.add_argument(
         "--balances", type=Path, metavar="FILE", help="write per-user balances (JSON; has VPAs)"
     )

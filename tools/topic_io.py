@@ -133,8 +133,8 @@ def read_to_end(reader: TopicReader, poll: Callable[[], object], timeout: float 
 class TopicTail(TopicReader):
     """A reader that keeps every (key, value) per topic, for counting and checking."""
 
-    def __init__(self, bootstrap: list[str], topics: Iterable[str]) -> None:
-        super().__init__(bootstrap, topics)
+    def __init__(self, bootstrap: list[str], topics: Iterable[str], **options: Any) -> None:
+        super().__init__(bootstrap, topics, **options)
         self.records: dict[str, list[tuple[bytes | None, bytes | None]]] = {
             t: [] for t in self.topics
         }

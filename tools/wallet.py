@@ -52,8 +52,12 @@ def run_wallet(
     topic: str = topics.COIN_GRANTS,
     max_records: int = 5000,
     topic_timeout_s: float = 60.0,
+    read_committed: bool = False,
 ) -> WalletRun:
-    """Consume and apply until stopped (KeyboardInterrupt) or idle for ``until_idle_s``."""
+    """Consume and apply until stopped (KeyboardInterrupt) or idle for ``until_idle_s``.
+
+    ``read_committed``: skip the records of aborted transactions (a pipeline
+    running ``exactly_once``)."""
     ledger = WalletLedger(db)
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -61,6 +65,7 @@ def run_wallet(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=30_000,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
         **kafka_python_options(),
     )
     started = time.monotonic()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import faust
 import mode
@@ -19,11 +21,32 @@ from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
 from agents.rules_feed import LiveRules, RulesFollower
 from agents.store import FaustTableStore
+from agents.transactions import TransactionalSender, transactional_id
 from rewards.rulebook import RuleBook
 from topologies import api, health, topics
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
-from workarounds import fetch_wait, highwater
+from workarounds import fetch_wait, highwater, read_committed
+
+#: The file in the data dir naming the worker in its transactional ids.
+WORKER_ID_FILE = "worker-id"
+
+
+def worker_id(data_dir: Path) -> str:
+    """This data dir's worker id, made once: a worker restarted on its data dir reuses
+    its ``transactional_id``s, so its producers fence their predecessors at once."""
+    path = data_dir / WORKER_ID_FILE
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if not found:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        found = uuid.uuid4().hex[:16]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(found + "\n")
+        tmp.replace(path)
+    return found
 
 
 def build_app(
@@ -39,15 +62,13 @@ def build_app(
     start-up (read from ``rewards.rules`` up to ``rules_start``), followed from
     there while the worker runs. Without them, the topic is followed from its start.
     """
-    if settings.processing_guarantee == "exactly_once":
-        raise ValueError(
-            "processing_guarantee: exactly_once is not supported by the batch-native stages "
-            "(they publish their changelog themselves); use at_least_once"
-        )
     internal = topics.Internal(settings.app_id)
     security = KafkaSecurity()  # REWARDS_KAFKA_*: TLS and SASL for every client
     highwater.install(security.aiokafka())
     fetch_wait.install(settings.fetch_max_wait_ms)
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    if exactly_once:  # the stages' own transactions; Faust stays at_least_once
+        read_committed.install(security.aiokafka())
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_list()],
@@ -61,7 +82,9 @@ def build_app(
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        processing_guarantee=settings.processing_guarantee,
+        # exactly_once is the stages' own, one transaction per batch (agents.transactions):
+        # Faust's is per record and per partition.
+        processing_guarantee="at_least_once",
         table_standby_replicas=settings.table_standby_replicas,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
@@ -109,9 +132,28 @@ def build_app(
         value_type=bytes,
         options=store_options,
     )
+    me = worker_id(settings.data_dir) if exactly_once else ""
+    txn_timeout_ms = settings.transaction_timeout_s * 1000
+
+    def transactional(stage: str) -> TransactionalSender:
+        return TransactionalSender(
+            settings.bootstrap_list(),
+            transactional_id(settings.app_id, stage, me),
+            settings.app_id,  # the agents' consumer group is the app's
+            security.aiokafka(),
+            txn_timeout_ms,
+            settings.producer_linger_ms,
+        )
+
+    stage_senders = (
+        {"decide": transactional("decide"), "circular": transactional("circular")}
+        if exactly_once
+        else {}
+    )
     ctx = StageContext(
         app=app,
         sender=faust_sender(app),
+        stage_senders=stage_senders,
         metrics=metrics,
         topics=StageTopics(
             by_payer=internal.by_payer,
@@ -168,6 +210,10 @@ def build_app(
             rebalance_timeout_ms=settings.rebalance_timeout_s * 1000,
             linger_ms=settings.producer_linger_ms,
             gaps=settings.feed_offset_gaps,
+            transactional_id=transactional_id(settings.app_id, "ingest", me)
+            if exactly_once
+            else None,
+            transaction_timeout_ms=txn_timeout_ms,
         ),
         metrics,
     )
@@ -199,6 +245,20 @@ def build_app(
 
         async def on_stop(self) -> None:
             await edge.stop()
+
+    @app.service
+    class StageProducers(mode.Service):
+        """The stages' transactional producers (exactly_once): started with the app, so
+        their InitProducerId aborts what a predecessor with the same ids left open
+        before the stages read (else at first use)."""
+
+        async def on_start(self) -> None:
+            for sender in stage_senders.values():
+                await sender.start()
+
+        async def on_stop(self) -> None:
+            for sender in stage_senders.values():
+                await sender.stop()
 
     if settings.faust_sensors:
         setup_prometheus_sensors(app, pattern="/metrics")
@@ -239,6 +299,7 @@ def build_app(
         settings.bootstrap_list(),
         edge.lag,
         stall_restart_s=settings.stall_restart_s,
+        transactional=exactly_once,
     )
     live.refresh_metrics()  # every version known, after install's single one
     return app

@@ -166,11 +166,15 @@ class WorkerCollector(Collector):
         app: faust.App | None,
         ends: EndOffsets | None = None,
         edge_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
+        transactional: bool = False,
     ) -> None:
         self.app = app
         self.ends = ends
         #: the ingest edge reads the feed with its own consumer (agents.edge)
         self.edge_lag = edge_lag
+        #: exactly_once: the offsets are committed in the stages' transactions, which
+        #: Faust does not see; the fetch position (past the markers) stands in for them
+        self.transactional = transactional
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return list(self._families())
@@ -193,6 +197,8 @@ class WorkerCollector(Collector):
                 committed = getattr(consumer, "_committed_offset", {}).get(tp)
                 # No commit yet: the group starts from the earliest offset.
                 start = committed if committed is not None and committed >= 0 else 0
+                if self.transactional:
+                    start = max(start, _safe(lambda tp=tp: _fetch_position(consumer, tp)) or 0)
                 lag.add_metric([tp.topic, str(tp.partition)], max(end - start, 0))
             for (topic, partition), behind in sorted((_safe(self.edge_lag) or {}).items()):
                 per_topic[topic] = per_topic.get(topic, 0) + 1
@@ -258,7 +264,16 @@ def _table_size(table: Any) -> tuple[int, int]:
     return keys, size
 
 
-def _watch_streams(app: faust.App, ends: EndOffsets, watch: StallWatch) -> None:
+def _fetch_position(consumer: Any, tp: Any) -> int | None:
+    """The aiokafka consumer's fetch position of ``tp`` (past transaction markers), if known."""
+    aio = consumer._thread._consumer
+    state = aio._subscription.subscription.assignment.state_value(tp)
+    return None if state is None else int(state.position)
+
+
+def _watch_streams(
+    app: faust.App, ends: EndOffsets, watch: StallWatch, transactional: bool = False
+) -> None:
     if not readiness(app).ready:
         watch.reset()
         return
@@ -271,8 +286,13 @@ def _watch_streams(app: faust.App, ends: EndOffsets, watch: StallWatch) -> None:
         known = [v for v in (fetched, listed) if isinstance(v, int) and v >= 0]
         if not known:
             continue
-        committed = committed_by_tp.get(tp)
-        positions[(tp.topic, tp.partition)] = (committed or 0, max(known))
+        committed = committed_by_tp.get(tp) or 0
+        if transactional:
+            # The end is a commit marker's offset + 1, which no record (and so no
+            # committed offset) ever reaches: a partition read past it has moved.
+            fetched_to = _safe(lambda tp=tp: _fetch_position(consumer, tp))
+            committed = max(committed, fetched_to or 0)
+        positions[(tp.topic, tp.partition)] = (committed, max(known))
     stalled = watch.check(positions)
     if stalled is not None:
         guard.fail_stop("streams", stalled)
@@ -285,15 +305,18 @@ def install(
     bootstrap: list[str] | None = None,
     edge_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
     stall_restart_s: float = 0.0,
+    transactional: bool = False,
 ) -> None:
     """Add /healthz, /readyz, the scrape-time collector and the info gauges.
 
     ``stall_restart_s`` > 0: fail-stop (re-execute) when an assigned stream
-    partition is behind and has not moved for that long (``agents.StallWatch``).
+    partition is behind and has not moved for that long (``agents.StallWatch``);
+    ``transactional`` (exactly_once): a partition fetched past its last
+    transaction marker is not behind.
     """
     metrics.set_info(rules_version, build_labels())
     ends = EndOffsets(bootstrap) if bootstrap else None
-    metrics.registry.register(WorkerCollector(app, ends, edge_lag))
+    metrics.registry.register(WorkerCollector(app, ends, edge_lag, transactional))
 
     watch = StallWatch(stall_restart_s) if stall_restart_s > 0 else None
     if ends is not None:
@@ -307,7 +330,7 @@ def install(
                 log.warning("end offsets refresh failed: %s", type(exc).__name__)
                 return
             if watch is not None:
-                _watch_streams(app, ends, watch)
+                _watch_streams(app, ends, watch, transactional)
 
     @app.page(HEALTHZ)
     async def healthz(view: View, request: Request) -> Response:

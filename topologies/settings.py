@@ -89,7 +89,14 @@ class Settings(BaseSettings):
     rebalance_timeout_s: int = Field(default=10, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         default="at_least_once",
-        description="exactly_once needs broker transactions (real Kafka only)",
+        description="exactly_once: one Kafka transaction per batch (Apache Kafka; "
+        "refused at start-up on a broker without usable transactions, e.g. Tansu)",
+    )
+    transaction_timeout_s: int = Field(
+        default=15,
+        ge=1,
+        description="exactly_once: the broker aborts a transaction left open this long "
+        "(a worker that died and was not restarted on its data dir)",
     )
     feed_offset_gaps: Literal["fail", "count"] = Field(
         default="fail",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import faust
+from aiokafka import AIOKafkaProducer
 
 from agents import faults, guard
 from rewards.rulebook import load_rules
@@ -68,6 +69,41 @@ class _Worker(faust.Worker):
         self._stopper = self.loop.create_task(then_stop())
 
 
+class TransactionsUnavailable(RuntimeError):
+    """``exactly_once`` asked for, and the broker cannot run a transaction."""
+
+
+def check_transactions(
+    servers: list[str], app_id: str, client_options: dict[str, object], timeout_s: float = 20.0
+) -> None:
+    """Begin and abort one transaction (InitProducerId, AddPartitionsToTxn, EndTxn), or refuse
+    to start: a broker without usable transactions (Tansu) would fail every batch."""
+
+    async def probe() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=servers,
+            transactional_id=f"{app_id}-startup-probe",
+            **client_options,
+        )
+        await producer.start()
+        try:
+            await producer.begin_transaction()
+            await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it unsets the loop Faust then takes
+    try:
+        loop.run_until_complete(asyncio.wait_for(probe(), timeout_s))
+    except Exception as exc:
+        raise TransactionsUnavailable(
+            "processing_guarantee=exactly_once: the broker cannot run a Kafka transaction "
+            f"({type(exc).__name__}: {exc}); use Apache Kafka, or at_least_once"
+        ) from None
+    finally:
+        loop.close()
+
+
 def run_worker(settings: Settings) -> int:
     book = load_rules(settings.rules_file)  # RulesError stops startup, naming the field
     security = KafkaSecurity()  # an invalid REWARDS_KAFKA_* setting stops startup, naming it
@@ -90,6 +126,8 @@ def run_worker(settings: Settings) -> int:
     wait_for_broker(servers)
     ensure_topics(servers, dict.fromkeys(streams, settings.partitions), settings.replication_factor)
     seed_group_offsets(servers, settings.app_id, streams, security.kafka_python())
+    if settings.processing_guarantee == "exactly_once":
+        check_transactions(servers, settings.app_id, security.aiokafka())
     # Every version on rewards.rules is known before anything is decided.
     live, rules_end = load_live_rules(book, servers)
     prepare_state_dir(settings.data_dir)

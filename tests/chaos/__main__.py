@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from brokers.launcher import engine_from_env
 from tests.chaos import scenarios
 from tests.chaos.harness import Report
 
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "names",
         nargs="*",
-        help="storm storm-fresh storm-packs rebalance stall graceful hostile (default all)",
+        help="storm storm-fresh storm-packs rebalance stall graceful hostile, and storm-eos "
+        "(exactly_once; default all, storm-eos only with REWARDS_TEST_BROKER=kafka)",
     )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--kills", type=int, default=10)
@@ -40,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         "stall": lambda: scenarios.broker_stall(args.events, args.stall),
         "graceful": lambda: scenarios.graceful_stop(args.events),
         "hostile": lambda: scenarios.hostile_stream(args.hostile, max(args.hostile // 2, 200)),
+        "storm-eos": lambda: scenarios.crash_storm(args.events, args.kills, 19, exactly_once=True),
     }
-    names = args.names or list(runs)
+    kafka = engine_from_env() == "kafka"  # transactions: Apache Kafka only
+    names = args.names or [n for n in runs if n != "storm-eos" or kafka]
     unknown = set(names) - set(runs)
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")

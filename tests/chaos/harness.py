@@ -96,8 +96,13 @@ class Cluster:
     def bootstrap(self) -> str:
         return self.broker.bootstrap
 
+    #: extra worker environment (e.g. REWARDS_PROCESSING_GUARANTEE=exactly_once)
+    env: dict[str, str] = field(default_factory=dict)
+
     def start_worker(self, data_dir: Path | None = None) -> Worker:
-        return self.workers.start("--partitions", str(self.partitions), data_dir=data_dir)
+        return self.workers.start(
+            "--partitions", str(self.partitions), data_dir=data_dir, env=self.env or None
+        )
 
 
 @contextmanager
@@ -175,14 +180,18 @@ class Feeder:
 
 
 def read_topic(
-    bootstrap: str, topic: str, expect: int | None = None, timeout: float = 120.0
+    bootstrap: str,
+    topic: str,
+    expect: int | None = None,
+    timeout: float = 120.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """Every record of ``topic`` as (partition, offset, key, value), in partition/offset order.
 
     ``assign()`` and no group; reads until ``expect`` records (if given) and then
     until a quiet second. Counts come from consuming, never from end offsets.
     """
-    with TopicReader([bootstrap], [topic]) as reader:
+    with TopicReader([bootstrap], [topic], isolation_level=isolation_level) as reader:
         records = reader.drain(expect, timeout)
     return sorted((r.partition, r.offset, r.key, r.value) for _, r in records)
 
@@ -198,8 +207,13 @@ def replay(values: Iterable[bytes | None], book: RuleBook | None = None) -> Simu
 class Tally:
     """Counts records per topic as they land (and keeps dead letters' feed positions)."""
 
-    def __init__(self, bootstrap: str, names: Iterable[str] = topics.OUTPUTS) -> None:
-        self.reader = TopicReader([bootstrap], names)
+    def __init__(
+        self,
+        bootstrap: str,
+        names: Iterable[str] = topics.OUTPUTS,
+        isolation_level: str = "read_uncommitted",
+    ) -> None:
+        self.reader = TopicReader([bootstrap], names, isolation_level=isolation_level)
         self.counts: dict[str, int] = dict.fromkeys(self.reader.topics, 0)
         self.grant_ids: dict[str, int] = {}
         self.letters: list[dict[str, object]] = []
@@ -253,13 +267,16 @@ class Tally:
 class Ends:
     """Per partition, the offset after the last record, learnt by consuming (not ListOffsets)."""
 
-    def __init__(self, bootstrap: str, names: Iterable[str]) -> None:
+    def __init__(
+        self, bootstrap: str, names: Iterable[str], isolation_level: str = "read_uncommitted"
+    ) -> None:
         self.bootstrap = bootstrap
         self.names = list(names)
         self.consumer = KafkaConsumer(
             bootstrap_servers=[bootstrap],
             group_id=None,
             enable_auto_commit=False,
+            isolation_level=isolation_level,
             **kafka_python_options(),
         )
         self.ends: dict[TopicPartition, int] = {}
@@ -308,16 +325,23 @@ def committed(
         admin.close()
 
 
-def wait_drained(bootstrap: str, timeout: float, report: Report | None = None) -> float:
+def wait_drained(
+    bootstrap: str,
+    timeout: float,
+    report: Report | None = None,
+    isolation_level: str = "read_uncommitted",
+) -> float:
     """Block until the workers' group has committed every record of the feed and internal
     topics, twice in a row a few seconds apart (so in-flight hops have landed too).
 
     Faust commits an input offset only after the producer flushed the outputs
     of that input, so this is "everything given was processed", learnt from
-    the broker. Returns the seconds waited.
+    the broker. Returns the seconds waited. With transactions
+    (``exactly_once``), ``read_committed``: the end is the offset after the last
+    committed record (a stage commits that, never a marker's offset).
     """
     started = time.monotonic()
-    ends = Ends(bootstrap, (topics.TRANSACTIONS, *INTERNAL))
+    ends = Ends(bootstrap, (topics.TRANSACTIONS, *INTERNAL), isolation_level)
     stable = 0
     last_note = started
     try:
@@ -354,6 +378,7 @@ class WalletProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     kills: int = 0
+    read_committed: bool = False
 
     def command(self, *extra: str) -> list[str]:
         return [
@@ -365,6 +390,7 @@ class WalletProcess:
             str(self.db),
             "--bootstrap",
             self.bootstrap,
+            *(("--read-committed",) if self.read_committed else ()),
             *extra,
         ]
 
@@ -503,11 +529,11 @@ def locate(
 CHANGELOG = f"{GROUP}-user-state-changelog"
 
 
-def changelog_state(bootstrap: str) -> dict[str, bytes]:
+def changelog_state(bootstrap: str, isolation_level: str = "read_uncommitted") -> dict[str, bytes]:
     """The user-state table as a replacement machine would recover it: the changelog,
     last value per key, tombstones deleting."""
     state: dict[str, bytes] = {}
-    for _, _, key, value in read_topic(bootstrap, CHANGELOG):
+    for _, _, key, value in read_topic(bootstrap, CHANGELOG, isolation_level=isolation_level):
         name = (key or b"").decode()
         if value is None:
             state.pop(name, None)
@@ -617,6 +643,7 @@ def check_pipeline(
     produced: list[bytes | None],
     truth: dict[str, str] | None = None,
     check_changelog: bool = True,
+    isolation_level: str = "read_uncommitted",
 ) -> tuple[Simulation, Tally]:
     """The exactness check shared by the scenarios; fills the report with the figures.
 
@@ -633,11 +660,11 @@ def check_pipeline(
        repeated grant records are exact copies (wallet conflicts = 0);
     3. the wallet's balance per user equals the pure core's replay, exactly.
     """
-    drained_in = wait_drained(cluster.bootstrap, drain_timeout, report)
+    drained_in = wait_drained(cluster.bootstrap, drain_timeout, report, isolation_level)
     feed = read_topic(cluster.bootstrap, topics.TRANSACTIONS, expect=len(produced))
     where = locate(produced, feed)
     sim = replay(produced)
-    tally = Tally(cluster.bootstrap)
+    tally = Tally(cluster.bootstrap, isolation_level=isolation_level)
     try:
         tally.read_to_end()  # the group committed everything: every output is there
     finally:
@@ -708,6 +735,6 @@ def check_pipeline(
     circular = {u for u, pattern in (truth or {}).items() if pattern == "circular"}
     report.add(**one_story(sim, tally, circular))
     if check_changelog:
-        keys = compare_state(changelog_state(cluster.bootstrap), sim, circular)
+        keys = compare_state(changelog_state(cluster.bootstrap, isolation_level), sim, circular)
         report.add(changelog_keys_checked=keys)
     return sim, tally

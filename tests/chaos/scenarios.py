@@ -11,7 +11,7 @@ import os
 import random
 import signal
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import orjson
@@ -43,8 +43,20 @@ def _wallet(tmp: Path, bootstrap: str) -> WalletProcess:
     return WalletProcess(bootstrap, tmp / "wallet.db", tmp / "wallet.log")
 
 
+#: The worker environment of the exactly_once storm (Apache Kafka only).
+EXACTLY_ONCE = {
+    "REWARDS_PROCESSING_GUARANTEE": "exactly_once",
+    "REWARDS_TRANSACTION_TIMEOUT_S": "10",
+}
+
+
 def crash_storm(
-    events: int, kills: int, seed: int = 7, fresh_every: int = 0, rate: float | None = None
+    events: int,
+    kills: int,
+    seed: int = 7,
+    fresh_every: int = 0,
+    rate: float | None = None,
+    exactly_once: bool = False,
 ) -> Report:
     """kill -9 the worker at random moments mid-stream, ``kills`` times, restarting it
     each time on the same data dir (rocksdict + changelog); the wallet is kill -9'd once.
@@ -53,17 +65,23 @@ def crash_storm(
     land while events are flowing: a worker deciding a preloaded 3,000-event
     feed finishes it in one or two batches. With ``fresh_every`` = n > 0, every
     n-th restart gets an empty data dir instead (a replacement machine: state
-    from the changelog alone)."""
-    report = Report("crash storm (kill -9)")
+    from the changelog alone). With ``exactly_once`` the workers run one Kafka
+    transaction per batch and everything is read back ``read_committed`` (the
+    wallet too): not one grant or decision record may be repeated."""
+    report = Report("crash storm (kill -9)" + ", exactly_once" * exactly_once)
     rng = random.Random(seed)
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
     with cluster("storm") as c:
+        if exactly_once:
+            c.env = dict(EXACTLY_ONCE)
         state = c.tmp / "state"
         wallet = _wallet(c.tmp, c.bootstrap)
+        wallet.read_committed = exactly_once
         pace = max(events / 20, 100.0) if rate is None else rate
         feeder = Feeder(c.bootstrap, events, seed, rate=pace, fraud_share=0.01)
         worker = c.start_worker(data_dir=state)
         wallet.start()
-        tally = Tally(c.bootstrap, [topics.DECISIONS])
+        tally = Tally(c.bootstrap, [topics.DECISIONS], isolation_level=isolation)
         per_kill = max(events // (kills + 1), 10)
         ceiling = int(events * 0.9)  # always below what will eventually exist: never wait forever
         restarts: list[float] = []
@@ -89,7 +107,24 @@ def crash_storm(
         finally:
             tally.close()
         stats = feeder.join()
-        check_pipeline(c, report, wallet, _drain_timeout(events), feeder.values, feeder.truth)
+        sim, out = check_pipeline(
+            c,
+            report,
+            wallet,
+            _drain_timeout(events),
+            feeder.values,
+            feeder.truth,
+            isolation_level=isolation,
+        )
+        if exactly_once:
+            core = Counter(e.decision.model_dump_json().encode() for e in sim.effects if e.decision)
+            repeated = sum(
+                max(n - max(core[b], 1), 0) for b, n in Counter(out.decision_bytes).items()
+            )
+            grants_repeated = out.counts[topics.COIN_GRANTS] - len(out.grant_ids)
+            report.add(decision_records_repeated=repeated, grant_records_repeated=grants_repeated)
+            assert repeated == 0, f"{repeated} decision records repeated under exactly_once"
+            assert grants_repeated == 0, f"{grants_repeated} grant records repeated"
         report.add(
             events=stats.sent,
             worker_kills=kills,

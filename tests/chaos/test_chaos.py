@@ -15,6 +15,7 @@ import os
 
 import pytest
 
+from brokers.launcher import engine_from_env
 from tests.chaos import scenarios
 
 pytestmark = pytest.mark.chaos
@@ -27,6 +28,15 @@ HOSTILE = int(os.environ.get("CHAOS_HOSTILE", "2000"))
 
 def test_crash_storm_kill_9_loses_and_doubles_no_coin():
     print("\n" + scenarios.crash_storm(EVENTS, KILLS).text())
+
+
+@pytest.mark.skipif(
+    engine_from_env() != "kafka",
+    reason="exactly_once needs broker transactions: Apache Kafka only (REWARDS_TEST_BROKER=kafka)",
+)
+def test_crash_storm_exactly_once_repeats_no_record():
+    """One transaction per batch; read back read_committed: no grant or decision twice."""
+    print("\n" + scenarios.crash_storm(EVENTS, KILLS, seed=19, exactly_once=True).text())
 
 
 def test_crash_storm_with_replacement_machines_recovering_from_the_changelog():
