@@ -33,6 +33,8 @@ _EPOCH_ORDINAL = 719_163
 #: changes inside the hour. Emptied when it grows past this many hours.
 _OFFSETS: dict[tuple[ZoneInfo, int], int | None] = {}
 _OFFSETS_MAX = 100_000
+#: Not in ``_OFFSETS`` (None is a cached answer there).
+_MISSING: int | None = -(1 << 62)
 #: day ordinal -> months since year 0.
 _MONTHS: dict[int, int] = {}
 
@@ -76,5 +78,3 @@ def month_of_day(day: int) -> int:
     local = date.fromordinal(day)
     return local.year * 12 + local.month - 1
 
-
-_MISSING: int | None = -(1 << 62)
