@@ -77,4 +77,3 @@ def day_and_month_ms(t_ms: int, tz: ZoneInfo) -> tuple[int, int]:
 def month_of_day(day: int) -> int:
     local = date.fromordinal(day)
     return local.year * 12 + local.month - 1
-
