@@ -42,7 +42,11 @@ def cmd_broker(args: argparse.Namespace) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
     broker = make_broker(args.engine, port=args.port, host=args.host, log=log)
     try:
-        broker.start()
+        try:
+            broker.start()
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            print(f"upi-rewards broker: {exc}", file=sys.stderr, flush=True)
+            return 1
         where = f"; log {log}" if log else ""
         print(
             f"broker ready on {broker.bootstrap}: {broker.description} (Ctrl-C stops it{where})",
