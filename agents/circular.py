@@ -141,5 +141,12 @@ def attach_circular(
     @app.agent(by_pair, name="circular")
     async def circular(stream: StreamT[bytes]) -> None:
         await run_batches(
-            app, "circular", stream, circular_batch, ctx.batch_max, ctx.within_s, ctx.on_gap()
+            app,
+            "circular",
+            stream,
+            circular_batch,
+            ctx.batch_max,
+            ctx.within_s,
+            ctx.on_gap(),
+            ctx.gap_probe,
         )

@@ -10,7 +10,7 @@ import faust
 
 from agents.checkpoint import Sender
 from agents.metrics import Metrics
-from workarounds.continuity import OnGap, fail_on_gap
+from workarounds.continuity import GapProbe, OnGap, fail_on_gap
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,16 @@ class StageContext:
     within_s: float
     #: per stage ("decide", "circular"): its own transactional sender (exactly_once)
     stage_senders: Mapping[str, Sender] = field(default_factory=dict)
+    #: exactly_once: reads each counted gap back (a record Faust dropped fails the batch)
+    gap_probe: GapProbe | None = None
 
     def sender_for(self, stage: str) -> Sender:
         return self.stage_senders.get(stage, self.sender)
 
     def on_gap(self) -> OnGap:
         """A jump in an internal topic's offsets: a skipped record (fail-stop), except
-        with transactions, where every commit leaves a marker offset no record has."""
+        with transactions, where every commit leaves a marker offset no record has:
+        counted, and read back by ``gap_probe``."""
         if not self.stage_senders:
             return fail_on_gap
         gaps = self.metrics.input_offset_gaps

@@ -238,7 +238,14 @@ def attach_decide(
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:
         await run_batches(
-            app, "decide", stream, decide_batch, ctx.batch_max, ctx.within_s, ctx.on_gap()
+            app,
+            "decide",
+            stream,
+            decide_batch,
+            ctx.batch_max,
+            ctx.within_s,
+            ctx.on_gap(),
+            ctx.gap_probe,
         )
 
 

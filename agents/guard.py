@@ -32,7 +32,7 @@ import faust
 from faust.streams import Stream
 from faust.types import EventT, StreamT
 
-from workarounds.continuity import OnGap, RecordSkipped, fail_on_gap, for_faust
+from workarounds.continuity import GapProbe, OnGap, RecordSkipped, fail_on_gap, for_faust
 from workarounds.stall_watch import StreamStalled
 
 log = logging.getLogger(__name__)
@@ -132,12 +132,27 @@ async def run_batches(
     batch_max: int,
     within_s: float,
     on_gap: OnGap = fail_on_gap,
+    probe: GapProbe | None = None,
 ) -> None:
-    """A stage's loop: each batch checked for skipped records, then handled whole."""
-    continuity = for_faust(app, on_gap)
+    """A stage's loop: each batch checked for skipped records, then handled whole.
+
+    With a ``probe`` (transactions) every gap ``on_gap`` let pass is read back:
+    a committed record there fails the batch like a gap without transactions.
+    """
+    gaps: list[tuple[str, int, int, int]] = []
+
+    def noted(topic: str, partition: int, first: int, last: int) -> None:
+        on_gap(topic, partition, first, last)  # may raise
+        gaps.append((topic, partition, first, last))
+
+    continuity = for_faust(app, noted if probe is not None else on_gap)
 
     async def checked(events: Sequence[EventT[bytes]]) -> None:
+        gaps.clear()
         continuity.check(events)  # raises before anything of the batch is done
+        if probe is not None:
+            for gap in gaps:
+                await probe.check(*gap)  # a dropped record: raises, before anything too
         await handle(events)
 
     async for events in cast(Stream[bytes], stream).take_events(batch_max, within=within_s):

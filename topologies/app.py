@@ -27,6 +27,7 @@ from topologies import api, health, topics
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
 from workarounds import fetch_wait, highwater, read_committed
+from workarounds.continuity import GapProbe
 
 #: The file in the data dir naming the worker in its transactional ids.
 WORKER_ID_FILE = "worker-id"
@@ -150,10 +151,12 @@ def build_app(
         if exactly_once
         else {}
     )
+    gap_probe = GapProbe(settings.bootstrap_list(), security.aiokafka()) if exactly_once else None
     ctx = StageContext(
         app=app,
         sender=faust_sender(app),
         stage_senders=stage_senders,
+        gap_probe=gap_probe,
         metrics=metrics,
         topics=StageTopics(
             by_payer=internal.by_payer,
@@ -250,7 +253,7 @@ def build_app(
     class StageProducers(mode.Service):
         """The stages' transactional producers (exactly_once): started with the app, so
         their InitProducerId aborts what a predecessor with the same ids left open
-        before the stages read (else at first use)."""
+        before the stages read (else at first use). Stopped with the gap probe."""
 
         async def on_start(self) -> None:
             for sender in stage_senders.values():
@@ -259,6 +262,8 @@ def build_app(
         async def on_stop(self) -> None:
             for sender in stage_senders.values():
                 await sender.stop()
+            if gap_probe is not None:
+                await gap_probe.stop()
 
     if settings.faust_sensors:
         setup_prometheus_sensors(app, pattern="/metrics")

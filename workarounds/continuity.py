@@ -18,13 +18,25 @@ reads again from the committed offset, which cannot be past the dropped record
 because nothing after it was acked. On the bank's feed a jump can be legitimate
 (transaction markers, compaction), so there the policy is a setting
 (``REWARDS_FEED_OFFSET_GAPS``): ``fail`` (default) or ``count`` (metric only).
+
+With transactions (``processing_guarantee=exactly_once``) a jump on an
+internal topic is usually legitimate too: every commit leaves a marker at an
+offset no record has, and an aborted transaction's records are never
+delivered. A dropped record is still a jump, and the batch's transaction would
+commit the input offsets past it. So each jump is read back (``GapProbe``):
+a ``read_committed`` fetch of the missing offsets. Nothing there: markers or
+aborted records, counted. A record there: it was dropped, and the batch fails
+as above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import EventT
 
 
@@ -100,3 +112,68 @@ def for_faust(app: Any, on_gap: OnGap = fail_on_gap) -> Continuity:
         return int(found) if isinstance(found, int) and found > 0 else None
 
     return Continuity(on_gap, lambda: int(app.consumer_generation_id), committed)
+
+
+class GapProbe:
+    """Reads an internal topic's offset gap back, ``read_committed``: a record there was
+    dropped on its way to the stage (``RecordSkipped``); none: markers, aborted records.
+
+    One consumer (no group) for the worker's stages, started at first use; one
+    probe at a time. Under transactions a gap follows about every transaction of
+    the writer, so a stage probes about once per input partition per batch.
+    """
+
+    def __init__(
+        self,
+        bootstrap: list[str],
+        client_options: Mapping[str, Any],
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": None,
+            "enable_auto_commit": False,
+            "isolation_level": "read_committed",
+            # One record batch per fetch (the broker returns at least one, whatever
+            # its size): the first one past the gap is all a probe needs to see.
+            "max_partition_fetch_bytes": 1,
+            "fetch_max_wait_ms": 100,
+        }
+        self.client_options = dict(client_options)
+        self.timeout_s = timeout_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def records_in(self, topic: str, partition: int, first: int, last: int) -> list[int]:
+        """Offsets in ``first..last`` that hold a committed record (in order)."""
+        async with self._lock:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(**self._options, **self.client_options)
+                await consumer.start()
+                self._consumer = consumer
+            consumer = self._consumer
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, first)
+            found: list[int] = []
+            deadline = time.monotonic() + self.timeout_s
+            while await consumer.position(tp) <= last:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic}[{partition}] {first}..{last} back")
+                fetched = await consumer.getmany(tp, timeout_ms=500)
+                for record in fetched.get(tp, []):
+                    if first <= record.offset <= last:
+                        found.append(record.offset)
+            return found
+
+    async def check(self, topic: str, partition: int, first: int, last: int) -> None:
+        """Raise ``RecordSkipped`` if a committed record lies in ``first..last``."""
+        found = await self.records_in(topic, partition, first, last)
+        if found:
+            raise RecordSkipped(topic, partition, found[0], found[-1])
+
+    async def stop(self) -> None:
+        async with self._lock:
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                await consumer.stop()
