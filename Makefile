@@ -11,7 +11,7 @@ MVN         ?= mvn
 ## The packages whose doctests run with the unit tests (and that mypy checks, with bench).
 PACKAGES    := schemas rewards workarounds agents topologies brokers tools
 
-.PHONY: install chromium kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
+.PHONY: install compiled chromium kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,20 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; }
 
+## The pure core compiled with mypyc (tools/compile_core.py) into rewards/_compiled/
+## (ignored), rebuilt whenever a source of it changes. rewards/__init__.py uses it only
+## while its manifest matches the sources; REWARDS_PURE_CORE=1 ignores it. `make
+## install` goes on without it when the build fails (pure Python, slower; the failure
+## is printed); `make compiled` fails.
+COMPILED_MANIFEST := rewards/_compiled/manifest.json
+$(COMPILED_MANIFEST): $(wildcard rewards/*.py schemas/*.py) tools/compile_core.py $(STAMP)
+	$(BIN)/python -m tools.compile_core
+
+compiled: $(COMPILED_MANIFEST)
+
 install: $(STAMP) $(KAFKA_STAMP) chromium
+	@$(MAKE) --no-print-directory compiled || \
+	  echo "warning: the compiled core did not build (above): the core runs as pure Python" >&2
 
 ## The main job: embedded broker + worker + synthetic feed, live summary.
 demo: $(STAMP)
@@ -63,7 +76,8 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(PACKAGES) bench
 	$(BIN)/python -m schemas.export --check
-	@$(call timed,unit,,$(BIN)/pytest tests/unit --doctest-modules $(PACKAGES))
+	@$(call timed,unit,,$(BIN)/pytest tests/unit)
+	@$(call timed,doctests (pure core),REWARDS_PURE_CORE=1,$(BIN)/pytest --doctest-modules $(PACKAGES))
 	@$(MAKE) --no-print-directory test-engines
 
 test-engines: install
@@ -82,8 +96,11 @@ timed = start=$$(date +%s); echo "==> $(1): $(2) $(3)"; \
 	env $(2) $(3); rc=$$?; \
 	echo "==> $(1): exit $$rc after $$(( $$(date +%s) - start ))s"; exit $$rc
 
+## The unit tests on the core as installed (compiled when built), the doctests on the
+## pure modules (a compiled function has no docstring to find).
 test-unit: install
-	$(BIN)/pytest tests/unit --doctest-modules $(PACKAGES)
+	$(BIN)/pytest tests/unit
+	REWARDS_PURE_CORE=1 $(BIN)/pytest --doctest-modules $(PACKAGES)
 
 test-integration: install
 	$(BIN)/pytest tests/integration
@@ -103,4 +120,4 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis build rewards/_compiled
