@@ -11,7 +11,7 @@ MVN         ?= mvn
 ## The packages whose doctests run with the unit tests (and that mypy checks, with bench).
 PACKAGES    := schemas rewards workarounds agents topologies brokers tools
 
-.PHONY: install compiled chromium kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
+.PHONY: install compiled core chromium kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,31 +38,33 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; }
 
-## The pure core compiled with mypyc (tools/compile_core.py) into rewards/_compiled/
-## (ignored), rebuilt whenever a source of it changes. rewards/__init__.py uses it only
-## while its manifest matches the sources; REWARDS_PURE_CORE=1 ignores it. `make
-## install` goes on without it when the build fails (pure Python, slower; the failure
-## is printed); `make compiled` fails.
+## The core compiled with mypyc (tools/compile_core.py) into rewards/_compiled/
+## (ignored), rebuilt whenever a source of it changes; rewards/__init__.py uses it only
+## while its manifest matches the sources, and not under REWARDS_PURE_CORE=1.
+## `make compiled` fails when the build does; `core` (what install, demo and bench
+## run) goes on without it, on the pure Python modules (slower), saying why.
 COMPILED_MANIFEST := rewards/_compiled/manifest.json
 $(COMPILED_MANIFEST): $(wildcard rewards/*.py schemas/*.py) tools/compile_core.py $(STAMP)
 	$(BIN)/python -m tools.compile_core
 
 compiled: $(COMPILED_MANIFEST)
 
-install: $(STAMP) $(KAFKA_STAMP) chromium
+core: $(STAMP)
 	@$(MAKE) --no-print-directory compiled || \
 	  echo "warning: the compiled core did not build (above): the core runs as pure Python" >&2
 
+install: $(STAMP) $(KAFKA_STAMP) chromium core
+
 ## The main job: embedded broker + worker + synthetic feed, live summary.
-demo: $(STAMP)
+demo: core
 	$(BIN)/upi-rewards demo
 
 ## Benchmarks (docs/performance.md): ceiling, textbook Faust, upi-rewards, latency, state,
 ## recovery; prints a table, writes var/bench/results.json. BENCH_ARGS=--quick for a short run.
-bench: $(STAMP)
+bench: core
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-quick: $(STAMP)
+bench-quick: core
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 ## The full suite: lint, types, schema drift, unit tests once, then the integration and
@@ -107,7 +109,7 @@ test-integration: install
 
 ## Fault injection at full size (100k events, 10 kill -9s, 20 s broker stall, ...): ~1 h here.
 ## `pytest tests` runs the same scenarios at a reduced size (CHAOS_EVENTS etc.).
-chaos: $(STAMP)
+chaos: core
 	$(BIN)/python -m tests.chaos
 
 lint: $(STAMP)

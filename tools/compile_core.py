@@ -104,7 +104,7 @@ def build() -> int:
         print(done.stderr[-20_000:], file=sys.stderr)
         print(
             f"compile_core: mypyc build failed (exit {done.returncode}"
-            f"{', missing ' + ', '.join(missing) if missing else ''}); "
+            f"{', but missing ' + ', '.join(missing) if done.returncode == 0 else ''}); "
             "the core runs on its pure Python modules",
             file=sys.stderr,
         )
