@@ -11,7 +11,7 @@ MVN         ?= mvn
 ## The packages whose doctests run with the unit tests (and that mypy checks, with bench).
 PACKAGES    := schemas rewards workarounds agents topologies brokers tools
 
-.PHONY: install chromium kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
+.PHONY: install compiled core chromium kafka demo bench bench-quick test test-engines test-engine test-unit test-integration chaos lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,18 +38,33 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; }
 
-install: $(STAMP) $(KAFKA_STAMP) chromium
+## The core compiled with mypyc (tools/compile_core.py) into rewards/_compiled/
+## (ignored), rebuilt whenever a source of it changes; rewards/__init__.py uses it only
+## while its manifest matches the sources, and not under REWARDS_PURE_CORE=1.
+## `make compiled` fails when the build does; `core` (what install, demo and bench
+## run) goes on without it, on the pure Python modules (slower), saying why.
+COMPILED_MANIFEST := rewards/_compiled/manifest.json
+$(COMPILED_MANIFEST): $(wildcard rewards/*.py schemas/*.py) tools/compile_core.py $(STAMP)
+	$(BIN)/python -m tools.compile_core
+
+compiled: $(COMPILED_MANIFEST)
+
+core: $(STAMP)
+	@$(MAKE) --no-print-directory compiled || \
+	  echo "warning: the compiled core did not build (above): the core runs as pure Python" >&2
+
+install: $(STAMP) $(KAFKA_STAMP) chromium core
 
 ## The main job: embedded broker + worker + synthetic feed, live summary.
-demo: $(STAMP)
+demo: core
 	$(BIN)/upi-rewards demo
 
 ## Benchmarks (docs/performance.md): ceiling, textbook Faust, upi-rewards, latency, state,
 ## recovery; prints a table, writes var/bench/results.json. BENCH_ARGS=--quick for a short run.
-bench: $(STAMP)
+bench: core
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-quick: $(STAMP)
+bench-quick: core
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 ## The full suite: lint, types, schema drift, unit tests once, then the integration and
@@ -63,7 +78,8 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy $(PACKAGES) bench
 	$(BIN)/python -m schemas.export --check
-	@$(call timed,unit,,$(BIN)/pytest tests/unit --doctest-modules $(PACKAGES))
+	@$(call timed,unit,,$(BIN)/pytest tests/unit)
+	@$(call timed,doctests (pure core),REWARDS_PURE_CORE=1,$(BIN)/pytest --doctest-modules $(PACKAGES))
 	@$(MAKE) --no-print-directory test-engines
 
 test-engines: install
@@ -82,15 +98,18 @@ timed = start=$$(date +%s); echo "==> $(1): $(2) $(3)"; \
 	env $(2) $(3); rc=$$?; \
 	echo "==> $(1): exit $$rc after $$(( $$(date +%s) - start ))s"; exit $$rc
 
+## The unit tests on the core as installed (compiled when built), the doctests on the
+## pure modules (a compiled function has no docstring to find).
 test-unit: install
-	$(BIN)/pytest tests/unit --doctest-modules $(PACKAGES)
+	$(BIN)/pytest tests/unit
+	REWARDS_PURE_CORE=1 $(BIN)/pytest --doctest-modules $(PACKAGES)
 
 test-integration: install
 	$(BIN)/pytest tests/integration
 
 ## Fault injection at full size (100k events, 10 kill -9s, 20 s broker stall, ...): ~1 h here.
 ## `pytest tests` runs the same scenarios at a reduced size (CHAOS_EVENTS etc.).
-chaos: $(STAMP)
+chaos: core
 	$(BIN)/python -m tests.chaos
 
 lint: $(STAMP)
@@ -103,4 +122,4 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis build rewards/_compiled

@@ -84,7 +84,11 @@ class PairState:
         times = [s[0] for s in seen]
         first, last = bisect.bisect_left(times, t), bisect.bisect_right(times, t + width)
         for end in seen[first:last]:
-            if end is not entry and end[2] == forward:
+            # ``end == entry``, not ``is``: compiled (mypyc), a tuple is unboxed and
+            # reboxed, so it has no identity; equal means the same payment (txn ids are
+            # unique in ``seen``, checked above).
+            own = end == entry
+            if not own and end[2] == forward:
                 continue
             start, stop = (
                 bisect.bisect_left(times, end[0] - width),
@@ -94,7 +98,7 @@ class PairState:
             back = [s for s in window if s[2] != end[2]]
             # Its own window counts when any reverse payment is in it; a later
             # payment's only when this one is the reverse payment that completes it.
-            completes = bool(back) if end is entry else back == [entry]
+            completes = bool(back) if own else back == [entry]
             if completes:
                 end_payer, end_payee = (lo, hi) if end[2] else (hi, lo)
                 hits.append(

@@ -15,6 +15,7 @@ from pathlib import Path
 import faust
 from aiokafka import AIOKafkaProducer
 
+import rewards
 from agents import faults, guard
 from rewards.rulebook import load_rules
 from topologies import topics
@@ -136,7 +137,8 @@ def run_worker(settings: Settings) -> int:
         f"tz {book.spec.timezone}), brokers {settings.kafka_bootstrap_servers}, "
         f"state in {settings.data_dir}, metrics on "
         f"http://{settings.web_host}:{settings.web_port}/metrics; "
-        f"{len(live.versions.books) - 1} later versions from {topics.RULES}"
+        f"{len(live.versions.books) - 1} later versions from {topics.RULES}; "
+        f"core {'compiled (mypyc)' if rewards.COMPILED else 'pure Python'}"
     )
     if log_config is None:
         print(banner, flush=True)
