@@ -121,6 +121,10 @@ def cluster(
             {topics.TRANSACTIONS: feed_partitions, **{t: partitions for t in topics.OUTPUTS}},
         )
         yield Cluster(broker, factory, tmp, feed_partitions, partitions)
+    except BaseException:
+        keep = True  # the broker's and workers' logs, for the failure
+        print(f"chaos {name}: failed; logs kept in {tmp}")
+        raise
     finally:
         factory.stop_all()
         if broker.proc is not None and broker.proc.poll() is None:
@@ -635,6 +639,19 @@ def one_story(sim: Simulation, tally: Tally, skip_users: set[str]) -> dict[str, 
     }
 
 
+def _positions(feed: list[tuple[int, int, bytes | None, bytes | None]], txn_ids: set[str]) -> list:
+    """Where the feed holds these txn ids: (partition, offset), in order (no ids shown)."""
+    found = []
+    for partition, offset, _, value in feed:
+        try:
+            doc = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and doc.get("txn_id") in txn_ids:
+            found.append((partition, offset))
+    return sorted(found)
+
+
 def check_pipeline(
     cluster: Cluster,
     report: Report,
@@ -702,8 +719,12 @@ def check_pipeline(
         (e.decision.user_vpa, e.decision.txn_id) for e in sim.effects if e.decision is not None
     )
     got_decided = Counter((str(d["user_vpa"]), str(d["txn_id"])) for d in tally.decisions)
-    lost = sum((want_decided - got_decided).values())
-    assert lost == 0 and decided >= valid, f"{lost} valid events have no decision (lost)"
+    missing = want_decided - got_decided
+    lost = sum(missing.values())
+    assert lost == 0 and decided >= valid, (
+        f"{lost} valid events have no decision (lost); at feed (partition, offset) "
+        f"{_positions(feed, {txn for _, txn in missing})[:30]}"
+    )
 
     def explain(users: list[str]) -> str:
         lines = []
