@@ -639,9 +639,11 @@ def one_story(sim: Simulation, tally: Tally, skip_users: set[str]) -> dict[str, 
     }
 
 
-def _positions(feed: list[tuple[int, int, bytes | None, bytes | None]], txn_ids: set[str]) -> list:
+def _positions(
+    feed: list[tuple[int, int, bytes | None, bytes | None]], txn_ids: set[str]
+) -> list[tuple[int, int]]:
     """Where the feed holds these txn ids: (partition, offset), in order (no ids shown)."""
-    found = []
+    found: list[tuple[int, int]] = []
     for partition, offset, _, value in feed:
         try:
             doc = orjson.loads(value or b"")
