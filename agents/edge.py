@@ -183,7 +183,7 @@ class Edge:
         self._by_pair = PairPartitioner(config.partitions) if config.by_pair else None
         on_gap: OnGap = fail_on_gap if config.gaps == "fail" else self._count_gap
         self._generation = 0
-        self._continuity = Continuity(on_gap, lambda: self._generation)
+        self._continuity = Continuity(on_gap, lambda: self._generation, self._committed_at)
         self.committed: dict[TopicPartition, int] = {}
         self._commit: asyncio.Task[None] | None = None
         #: offsets whose forwards are acknowledged but not yet committed
@@ -241,6 +241,12 @@ class Edge:
     def continuity_reset(self) -> None:
         self._generation += 1
 
+    def _committed_at(self, tp: tuple[str, int]) -> int | None:
+        """The group's committed offset of a feed partition, as this edge last knew it
+        (the first record after a rebalance must not lie beyond it)."""
+        found = self.committed.get(TopicPartition(*tp))
+        return found if found else None
+
     def _count_gap(self, topic: str, partition: int, first: int, last: int) -> None:
         self.metrics.input_offset_gaps.labels(topic=topic).inc(last - first + 1)
         log.warning(
@@ -275,6 +281,7 @@ class Edge:
 
     async def _run(self) -> None:
         while not self._stopping:
+            generation = self._generation
             try:
                 fetched = await self._fetch()
             except KafkaError as exc:
@@ -287,6 +294,13 @@ class Edge:
                     self._commit = asyncio.create_task(self.commit_now())
                 continue
             async with self.batch_lock:
+                if generation != self._generation:
+                    # A rebalance since the fetch: the records are the old assignment's.
+                    # Nothing of them is sent or committed; each partition's owner (this
+                    # worker too, where it kept one) reads them again from the committed
+                    # offset.
+                    log.info("ingest edge: a rebalance during the fetch; its records are left")
+                    continue
                 await guard.whole_batch("ingest", self._batch(fetched))
         await self.committing()
         await self.commit_now()
@@ -371,8 +385,13 @@ class Edge:
         commit and the replay marks skip what was already decided.
         """
         consumer = self._consumer
+        if consumer is None or not self._to_commit:
+            return
+        assigned = consumer.assignment()
+        for tp in [tp for tp in self._to_commit if tp not in assigned]:
+            del self._to_commit[tp]  # gone to another owner, who reads it from its commit
         offsets = dict(self._to_commit)
-        if consumer is None or not offsets:
+        if not offsets:
             return
         started = time.monotonic()
         try:
