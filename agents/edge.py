@@ -160,6 +160,9 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.edge.commit_now()  # a last try; if it fails the new owner re-reads
             self.edge.forget(revoked)
             self.edge.continuity_reset()
+            # Until the new assignment the consumer may still fetch the old one's
+            # partitions, past their commits; such records are left (see ``_run``).
+            self.edge.rebalancing = True
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         consumer = self.edge._consumer
@@ -168,6 +171,8 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in assigned:  # for the lag gauge until this worker commits there
             with contextlib.suppress(KafkaError):
                 self.edge.committed[tp] = await consumer.committed(tp) or 0
+        self.edge.continuity_reset()
+        self.edge.rebalancing = False
 
 
 class Edge:
@@ -183,6 +188,8 @@ class Edge:
         self._by_pair = PairPartitioner(config.partitions) if config.by_pair else None
         on_gap: OnGap = fail_on_gap if config.gaps == "fail" else self._count_gap
         self._generation = 0
+        #: between a revocation and the next assignment: fetched records are left
+        self.rebalancing = False
         self._continuity = Continuity(on_gap, lambda: self._generation, self._committed_at)
         self.committed: dict[TopicPartition, int] = {}
         self._commit: asyncio.Task[None] | None = None
@@ -294,11 +301,11 @@ class Edge:
                     self._commit = asyncio.create_task(self.commit_now())
                 continue
             async with self.batch_lock:
-                if generation != self._generation:
-                    # A rebalance since the fetch: the records are the old assignment's.
-                    # Nothing of them is sent or committed; each partition's owner (this
-                    # worker too, where it kept one) reads them again from the committed
-                    # offset.
+                if generation != self._generation or self.rebalancing:
+                    # A rebalance since the fetch, or one in progress: the records are the
+                    # old assignment's. Nothing of them is sent or committed; each
+                    # partition's owner (this worker too, where it keeps one) reads them
+                    # again from the committed offset.
                     log.info("ingest edge: a rebalance during the fetch; its records are left")
                     continue
                 await guard.whole_batch("ingest", self._batch(fetched))
