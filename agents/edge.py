@@ -302,15 +302,24 @@ class Edge:
                 continue
             async with self.batch_lock:
                 if generation != self._generation or self.rebalancing:
-                    # A rebalance since the fetch, or one in progress: the records are the
-                    # old assignment's. Nothing of them is sent or committed; each
-                    # partition's owner (this worker too, where it keeps one) reads them
-                    # again from the committed offset.
-                    log.info("ingest edge: a rebalance during the fetch; its records are left")
+                    self._leave(fetched)
                     continue
                 await guard.whole_batch("ingest", self._batch(fetched))
         await self.committing()
         await self.commit_now()
+
+    def _leave(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        """A batch fetched across a rebalance (or during one): some records may be the old
+        assignment's, read past its commits. Nothing of it is sent or committed; the
+        partitions this worker holds now are read again from their committed offsets
+        (the others are their new owners' to read)."""
+        consumer = self._consumer
+        assert consumer is not None
+        assigned = consumer.assignment()
+        for tp in fetched:
+            if tp in assigned:
+                consumer.seek(tp, self.committed.get(tp, 0))
+        log.info("ingest edge: a rebalance during the fetch; its records are read again")
 
     async def _batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         started = time.monotonic()
