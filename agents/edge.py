@@ -168,9 +168,11 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.edge._consumer
         if consumer is None:
             return
-        for tp in assigned:  # for the lag gauge until this worker commits there
-            with contextlib.suppress(KafkaError):
+        for tp in assigned:  # for the lag gauge and the first record's check
+            try:
                 self.edge.committed[tp] = await consumer.committed(tp) or 0
+            except KafkaError:
+                self.edge.committed.pop(tp, None)  # unknown: neither is done for it
         self.edge.continuity_reset()
         self.edge.rebalancing = False
 
@@ -300,26 +302,33 @@ class Edge:
                     await self.committing()  # a commit failed: try again
                     self._commit = asyncio.create_task(self.commit_now())
                 continue
-            async with self.batch_lock:
-                if generation != self._generation or self.rebalancing:
-                    self._leave(fetched)
-                    continue
-                await guard.whole_batch("ingest", self._batch(fetched))
+            async with self.batch_lock:  # checked under it: a revocation takes it too
+                stale = generation != self._generation or self.rebalancing
+                if not stale:
+                    await guard.whole_batch("ingest", self._batch(fetched))
+            if stale:  # outside the lock: the lookups may wait for the rebalance
+                await self._leave(fetched)
         await self.committing()
         await self.commit_now()
 
-    def _leave(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+    async def _leave(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         """A batch fetched across a rebalance (or during one): some records may be the old
         assignment's, read past its commits. Nothing of it is sent or committed; the
         partitions this worker holds now are read again from their committed offsets
         (the others are their new owners' to read)."""
         consumer = self._consumer
         assert consumer is not None
-        assigned = consumer.assignment()
-        for tp in fetched:
-            if tp in assigned:
-                consumer.seek(tp, self.committed.get(tp, 0))
+        held = [tp for tp in fetched if tp in consumer.assignment()]
         log.info("ingest edge: a rebalance during the fetch; its records are read again")
+        for tp in held:
+            try:
+                offset = await consumer.committed(tp)
+            except KafkaError:  # the coordinator busy: the offset this edge last knew
+                offset = self.committed.get(tp)
+            if offset is None or offset <= 0:  # never committed: from the start
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
 
     async def _batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         started = time.monotonic()
