@@ -234,6 +234,13 @@ class Edge:
         self._consumer.subscribe([cfg.feed], listener=_Revoke(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="ingest-edge")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The loop ends only on stop: an error outside a batch must not leave the
+        worker up with nothing read (a batch's own errors fail-stop in its guard)."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            guard.fail_stop("ingest", exc)
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the batch in flight (bounded), then leave the group and close."""
@@ -325,10 +332,11 @@ class Edge:
                 offset = await consumer.committed(tp)
             except KafkaError:  # the coordinator busy: the offset this edge last knew
                 offset = self.committed.get(tp)
-            if offset is None or offset <= 0:  # never committed: from the start
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, offset)
+            with contextlib.suppress(IllegalStateError):  # gone meanwhile: its owner's
+                if offset is None or offset <= 0:  # never committed: from the start
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, offset)
 
     async def _batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         started = time.monotonic()
