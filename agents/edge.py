@@ -239,7 +239,9 @@ class Edge:
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The loop ends only on stop: an error outside a batch must not leave the
         worker up with nothing read (a batch's own errors fail-stop in its guard)."""
-        if not task.cancelled() and (exc := task.exception()) is not None:
+        if self._stopping or task.cancelled():
+            return
+        if (exc := task.exception()) is not None:
             guard.fail_stop("ingest", exc)
 
     async def stop(self, timeout_s: float = 30.0) -> None:
