@@ -369,8 +369,16 @@ class KafkaBroker(Broker):
         tmpl = _formatted_template(self.heap)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"kafka-{self.port}-"))
         shutil.copytree(tmpl / "data", self.workdir / "data")
-        if self.controller_port is None or port_in_use(self.host, self.controller_port):
+        if (
+            self.controller_port is None
+            or self.controller_port == self.port
+            or port_in_use(self.host, self.controller_port)
+        ):
+            # Not the client port: free_port released it, so the kernel may hand it out
+            # again ("two listeners on the same port": the broker exits at start).
             self.controller_port = free_port(self.host)
+            while self.controller_port == self.port:
+                self.controller_port = free_port(self.host)
         if self.log is None:
             self.log = self.workdir / "broker.log"
         (self.workdir / "log4j2.yaml").write_text(_LOG4J2)

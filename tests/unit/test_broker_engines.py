@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from brokers.launcher import EmbeddedBroker, KafkaBroker, engine_from_env, make_broker
@@ -31,3 +33,26 @@ def test_make_broker_builds_each_engine_unstarted():
     assert isinstance(kafka, KafkaBroker) and kafka.proc is None
     assert (tansu.bootstrap, kafka.bootstrap) == ("127.0.0.1:1234", "127.0.0.1:1235")
     assert kafka.engine == "kafka" and tansu.engine == "tansu"
+
+
+def test_the_kafka_controller_never_gets_the_client_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """free_port released the client port, so the kernel may hand it out again: the
+    controller listener must not take it (Kafka exits: two listeners on one port)."""
+    from brokers import launcher
+
+    template = tmp_path / "template"
+    (template / "data").mkdir(parents=True)
+    monkeypatch.setattr(launcher, "_formatted_template", lambda heap: template)
+    offered = iter([9301, 9301, 9302])
+    monkeypatch.setattr(launcher, "free_port", lambda host="127.0.0.1": next(offered))
+    broker = launcher.KafkaBroker(port=9301)
+    try:
+        broker.prepare()
+        assert broker.controller_port == 9302
+        assert broker.workdir is not None
+        props = (broker.workdir / "server.properties").read_text()
+        assert "PLAINTEXT://127.0.0.1:9301,CONTROLLER://127.0.0.1:9302" in props
+    finally:
+        broker.cleanup()
