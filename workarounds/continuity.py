@@ -39,6 +39,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import EventT
 
+from workarounds.read_committed import committed_offsets
+
 
 class RecordSkipped(RuntimeError):
     """Offsets ``first..last`` of a partition never reached the stage."""
@@ -154,17 +156,8 @@ class GapProbe:
             consumer = self._consumer
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])
-            consumer.seek(tp, first)
-            found: list[int] = []
             deadline = time.monotonic() + self.timeout_s
-            while await consumer.position(tp) <= last:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {topic}[{partition}] {first}..{last} back")
-                fetched = await consumer.getmany(tp, timeout_ms=500)
-                for record in fetched.get(tp, []):
-                    if first <= record.offset <= last:
-                        found.append(record.offset)
-            return found
+            return await committed_offsets(consumer, tp, first, last + 1, deadline)
 
     async def check(self, topic: str, partition: int, first: int, last: int) -> None:
         """Raise ``RecordSkipped`` if a committed record lies in ``first..last``."""

@@ -39,6 +39,22 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 log = logging.getLogger(__name__)
 
 
+async def committed_offsets(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, stop: int, deadline: float
+) -> list[int]:
+    """The offsets in ``[start, stop)`` that hold a record a ``read_committed`` read
+    delivers (``consumer``: assigned ``tp``, ``read_committed``), in order; markers
+    and aborted records hold none. ``TimeoutError`` past ``deadline`` (monotonic)."""
+    consumer.seek(tp, start)
+    found: list[int] = []
+    while await consumer.position(tp) < stop:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"reading {tp.topic}[{tp.partition}] {start}..{stop - 1} back")
+        fetched = await consumer.getmany(tp, timeout_ms=500)
+        found.extend(r.offset for r in fetched.get(tp, []) if start <= r.offset < stop)
+    return found
+
+
 async def last_committed_records(
     bootstrap: Any,
     tps: Iterable[TopicPartition],
@@ -67,16 +83,10 @@ async def last_committed_records(
         for tp in wanted:
             end, start = ends.get(tp) or 0, starts.get(tp) or 0
             window, hi = 64, end
-            while hi > start and out[tp] < 0:
+            while hi > start and out[tp] < 0:  # [hi, end) holds none: the window below
                 lo = max(hi - window, start)
-                consumer.seek(tp, lo)
-                while await consumer.position(tp) < hi:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"reading {tp.topic}[{tp.partition}] back from {end}")
-                    fetched = await consumer.getmany(tp, timeout_ms=500)
-                    for record in fetched.get(tp, []):
-                        if record.offset < end:
-                            out[tp] = max(out[tp], record.offset)
+                found = await committed_offsets(consumer, tp, lo, hi, deadline)
+                out[tp] = found[-1] if found else -1
                 hi, window = lo, window * 4
     finally:
         await consumer.stop()
