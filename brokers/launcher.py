@@ -295,6 +295,16 @@ def _mib(heap: str) -> int:
 _template: Path | None = None
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, never with a leading ``-``
+    (the storage tool would read it as an option; Kafka's ``Uuid.randomUuid`` draws
+    again for the same reason)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not found.startswith("-"):
+            return found
+
+
 def _formatted_template(heap: str) -> Path:
     """A KRaft log dir formatted once per process (``kafka.tools.StorageTool format``).
 
@@ -315,7 +325,7 @@ def _formatted_template(heap: str) -> Path:
         "log.dirs": str(tmpl / "data"),
     }
     (tmpl / "format.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = new_cluster_id()
     done = subprocess.run(
         [
             *_jvm("256m", tmpl / "log4j2.yaml"),

@@ -56,3 +56,13 @@ def test_the_kafka_controller_never_gets_the_client_port(
         assert "PLAINTEXT://127.0.0.1:9301,CONTROLLER://127.0.0.1:9302" in props
     finally:
         broker.cleanup()
+
+
+def test_a_cluster_id_never_reads_as_an_option():
+    """One draw in 64 of plain base64url starts with '-': the storage tool then refused
+    ``--cluster-id -…`` ("expected one argument") and the broker never started."""
+    from brokers.launcher import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
