@@ -42,7 +42,8 @@ class StageContext:
     within_s: float
     #: per stage ("decide", "circular"): its own transactional sender (exactly_once)
     stage_senders: Mapping[str, Sender] = field(default_factory=dict)
-    #: exactly_once: reads each counted gap back (a record Faust dropped fails the batch)
+    #: checks a never-committed partition's first record against its log start, and
+    #: (exactly_once) reads each counted gap back: a record Faust dropped fails the batch
     gap_probe: GapProbe | None = None
 
     def sender_for(self, stage: str) -> Sender:

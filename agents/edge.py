@@ -170,7 +170,11 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         for tp in assigned:  # for the lag gauge and the first record's check
             try:
-                self.edge.committed[tp] = await consumer.committed(tp) or 0
+                # never committed: the consumer starts at the log start (earliest)
+                offset = await consumer.committed(tp)
+                if offset is None:
+                    offset = (await consumer.beginning_offsets([tp]))[tp]
+                self.edge.committed[tp] = offset
             except KafkaError:
                 self.edge.committed.pop(tp, None)  # unknown: neither is done for it
         self.edge.continuity_reset()
@@ -260,10 +264,9 @@ class Edge:
         self._generation += 1
 
     def _committed_at(self, tp: tuple[str, int]) -> int | None:
-        """The group's committed offset of a feed partition, as this edge last knew it
-        (the first record after a rebalance must not lie beyond it)."""
-        found = self.committed.get(TopicPartition(*tp))
-        return found if found else None
+        """The group's committed offset of a feed partition (its log start if none), as
+        this edge last knew it: the first record after a rebalance must not lie beyond it."""
+        return self.committed.get(TopicPartition(*tp))
 
     def _count_gap(self, topic: str, partition: int, first: int, last: int) -> None:
         self.metrics.input_offset_gaps.labels(topic=topic).inc(last - first + 1)

@@ -136,8 +136,10 @@ async def run_batches(
 ) -> None:
     """A stage's loop: each batch checked for skipped records, then handled whole.
 
-    With a ``probe`` (transactions) every gap ``on_gap`` let pass is read back:
-    a committed record there fails the batch like a gap without transactions.
+    With a ``probe``, a partition first read this generation without a committed
+    offset is checked against its log start, and every gap ``on_gap`` let pass
+    (transactions: it counts) is read back: a committed record there fails the
+    batch like a gap without transactions.
     """
     gaps: list[tuple[str, int, int, int]] = []
 
@@ -149,6 +151,10 @@ async def run_batches(
 
     async def checked(events: Sequence[EventT[bytes]]) -> None:
         gaps.clear()
+        if probe is not None:
+            positions = [(e.message.topic, e.message.partition, e.message.offset) for e in events]
+            for topic, partition in continuity.unknown(positions):
+                continuity.start_at((topic, partition), await probe.log_start(topic, partition))
         continuity.check(events)  # raises before anything of the batch is done
         if probe is not None:
             for gap in gaps:

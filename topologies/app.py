@@ -151,7 +151,7 @@ def build_app(
         if exactly_once
         else {}
     )
-    gap_probe = GapProbe(settings.bootstrap_list(), security.aiokafka()) if exactly_once else None
+    gap_probe = GapProbe(settings.bootstrap_list(), security.aiokafka())
     ctx = StageContext(
         app=app,
         sender=faust_sender(app),
@@ -262,8 +262,7 @@ def build_app(
         async def on_stop(self) -> None:
             for sender in stage_senders.values():
                 await sender.stop()
-            if gap_probe is not None:
-                await gap_probe.stop()
+            await gap_probe.stop()
 
     if settings.faust_sensors:
         setup_prometheus_sensors(app, pattern="/metrics")

@@ -73,7 +73,67 @@ class Continuity:
         #: record after a rebalance must not lie beyond it
         self._committed = committed
         self._next: dict[Any, int] = {}
+        #: where a partition without a committed offset starts (its log start), this
+        #: generation: given by the caller for the partitions ``unknown`` names
+        self._starts: dict[Any, int] = {}
+        #: per partition, every offset below this one reached the stage (in this
+        #: process, or the group's commit): a later generation may go on from there
+        self._done: dict[Any, int] = {}
+        #: partitions whose first record this generation passed unchecked
+        self._unchecked: set[Any] = set()
         self._seen_generation: int | None = None
+
+    def _sync_generation(self) -> None:
+        generation = self._generation()
+        if generation != self._seen_generation:
+            # A rebalance: partitions may have moved and the consumer seeks to the
+            # committed offsets (the log start where none), so the first record after
+            # it must be there (a retention-deleted head would be a legitimate jump:
+            # fail-stop then). A partition this process held before may go on where
+            # it left off (records fetched before the rebalance).
+            self._next.clear()
+            self._starts.clear()
+            self._unchecked.clear()
+            self._seen_generation = generation
+
+    def _expected(self, tp: tuple[str, int]) -> int | None:
+        expected = self._next.get(tp)
+        if expected is not None or self._committed is None:
+            return expected
+        base = self._committed(tp)
+        if base is None:
+            base = self._starts.get(tp)
+        if base is None:
+            return None  # not known: the first record passes as it comes
+        done = self._done.get(tp)
+        return base if done is None else max(base, done)
+
+    def unknown(self, positions: Sequence[tuple[str, int, int]]) -> list[tuple[str, int]]:
+        """Partitions of ``positions`` whose first record this generation has nothing to
+        be checked against: no committed offset. Their log start is the caller's to
+        look up (``start_at``), else their first record passes unchecked.
+
+        Faust seeks such a partition to its log start, and its own commit guard is off
+        there (``Consumer._new_offset`` trusts a committed offset only if non-zero): a
+        record dropped at the head of a never-committed partition would be committed
+        past (found on Apache Kafka by the rebalance chaos scenario).
+        """
+        self._sync_generation()
+        if self._committed is None:
+            return []
+        out: list[tuple[str, int]] = []
+        for topic, partition, _ in positions:
+            tp = (topic, partition)
+            if tp in self._starts:
+                continue
+            if tp not in out and tp not in self._next and self._committed(tp) is None:
+                out.append(tp)
+        return out
+
+    def start_at(self, tp: tuple[str, int], offset: int) -> None:
+        """``tp`` has no committed offset; its first record this generation is at ``offset``."""
+        self._sync_generation()
+        self._starts[tp] = offset
 
     def check(self, events: Sequence[EventT[bytes]]) -> None:
         """Call ``on_gap`` (which may raise) for records missing before any of ``events``."""
@@ -83,29 +143,25 @@ class Continuity:
 
     def check_positions(self, positions: Sequence[tuple[str, int, int]]) -> None:
         """``check`` for (topic, partition, offset) triples in delivery order."""
-        generation = self._generation()
-        if generation != self._seen_generation:
-            # A rebalance: partitions may have moved and the consumer seeks to the
-            # committed offsets, so the first record after it must be at the
-            # committed offset (known only where the group committed past 0; a
-            # retention-deleted head would be a legitimate jump: fail-stop then).
-            self._next.clear()
-            self._seen_generation = generation
+        self._sync_generation()
         for topic, partition, offset in positions:
             tp = (topic, partition)
-            expected = self._next.get(tp)
-            if expected is None and self._committed is not None:
-                expected = self._committed(tp)
-            if expected is not None and offset > expected:
+            expected = self._expected(tp)
+            if expected is None:
+                self._unchecked.add(tp)
+            elif offset > expected:
                 self._on_gap(topic, partition, expected, offset - 1)
             # offset < expected: a re-delivery after a seek back (rebalance,
             # recovery); the stage's own replay handling applies.
             self._next[tp] = offset + 1
+            if tp not in self._unchecked and self._done.get(tp, 0) <= offset:
+                self._done[tp] = offset + 1
 
 
 def for_faust(app: Any, on_gap: OnGap = fail_on_gap) -> Continuity:
     """A ``Continuity`` that starts afresh with each consumer generation of ``app``,
-    from the committed offsets Faust sought to (``Consumer._committed_offset``)."""
+    from the committed offsets Faust sought to (``Consumer._committed_offset``; it
+    holds None for a partition never committed, and for one committed at 0)."""
 
     def committed(tp: tuple[str, int]) -> int | None:
         consumer = getattr(app, "_consumer", None)
@@ -119,6 +175,7 @@ def for_faust(app: Any, on_gap: OnGap = fail_on_gap) -> Continuity:
 class GapProbe:
     """Reads an internal topic's offset gap back, ``read_committed``: a record there was
     dropped on its way to the stage (``RecordSkipped``); none: markers, aborted records.
+    And looks up where a partition without a committed offset starts (``log_start``).
 
     One consumer (no group) for the worker's stages, started at first use; one
     probe at a time. Under transactions a gap follows about every transaction of
@@ -146,14 +203,25 @@ class GapProbe:
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(**self._options, **self.client_options)
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def log_start(self, topic: str, partition: int) -> int:
+        """The partition's first offset (its log start offset)."""
+        async with self._lock:
+            consumer = await self._started()
+            tp = TopicPartition(topic, partition)
+            found = await asyncio.wait_for(consumer.beginning_offsets([tp]), self.timeout_s)
+            return max(int(found[tp]), 0)
+
     async def records_in(self, topic: str, partition: int, first: int, last: int) -> list[int]:
         """Offsets in ``first..last`` that hold a committed record (in order)."""
         async with self._lock:
-            if self._consumer is None:
-                consumer = AIOKafkaConsumer(**self._options, **self.client_options)
-                await consumer.start()
-                self._consumer = consumer
-            consumer = self._consumer
+            consumer = await self._started()
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])
             deadline = time.monotonic() + self.timeout_s

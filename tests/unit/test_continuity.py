@@ -114,3 +114,65 @@ def test_the_first_record_after_a_rebalance_must_be_at_the_committed_offset():
     assert (err.value.first, err.value.last) == (9, 9)
     generation[0] = 3
     c.check_positions([("t", 0, 5), ("t", 0, 6)])  # a re-delivery below the commit is fine
+
+
+def test_a_never_committed_partition_is_checked_from_its_log_start() -> None:
+    """No committed offset: Faust reads from the log start, and its own commit guard is
+    off there, so a head record dropped would be committed past unless checked."""
+    generation = Generation()
+    committed: dict[tuple[str, int], int | None] = {("t", 0): 7}
+    c = Continuity(fail_on_gap, generation, committed.get)
+    positions = [("t", 0, 7), ("t", 1, 5), ("t", 1, 6), ("t", 2, 0)]
+    assert c.unknown(positions) == [("t", 1), ("t", 2)]
+    c.start_at(("t", 1), 3)
+    c.start_at(("t", 2), 0)
+    with pytest.raises(RecordSkipped) as err:
+        c.check_positions(positions)  # partition 1 starts at 3: 3 and 4 never came
+    assert (err.value.partition, err.value.first, err.value.last) == (1, 3, 4)
+
+    generation.value = 2  # a new generation forgets the starts it was given
+    assert c.unknown([("t", 1, 3)]) == [("t", 1)]
+    c.check_positions([("t", 1, 3), ("t", 1, 4)])  # unknown and not given: as it comes
+    c.start_at(("t", 2), 0)
+    c.check_positions([("t", 2, 0)])
+    assert c.unknown([("t", 1, 5), ("t", 2, 1), ("t", 0, 7)]) == []  # all seen or committed
+
+
+def test_without_a_committed_lookup_nothing_is_unknown() -> None:
+    c = Continuity(fail_on_gap, Generation())
+    assert c.unknown([("t", 0, 9)]) == []
+    c.check_positions([("t", 0, 9), ("t", 0, 10)])
+
+
+def test_a_partition_held_before_may_go_on_where_this_process_left_off() -> None:
+    """Records fetched before a rebalance come after it: from where the last generation
+    stopped, past a commit that lags (or is missing), and nothing was skipped."""
+    generation = Generation()
+    committed: dict[tuple[str, int], int | None] = {("t", 1): 2}
+    c = Continuity(fail_on_gap, generation, committed.get)
+    assert c.unknown([("t", 0, 0)]) == [("t", 0)]
+    c.start_at(("t", 0), 0)
+    c.check_positions([("t", 0, 0), ("t", 0, 1), ("t", 0, 2), ("t", 1, 2), ("t", 1, 3)])
+
+    generation.value = 2
+    assert c.unknown([("t", 0, 3)]) == [("t", 0)]
+    c.start_at(("t", 0), 0)
+    c.check_positions([("t", 0, 3), ("t", 1, 4)])  # 3 and 4: where each stopped
+    c.check_positions([("t", 0, 0), ("t", 1, 2)])  # then from the log start / the commit
+
+    generation.value = 3
+    c.start_at(("t", 0), 0)
+    with pytest.raises(RecordSkipped) as err:
+        c.check_positions([("t", 0, 5)])  # 3 and 4 were delivered in 2; not 5's head
+    assert (err.value.first, err.value.last) == (4, 4)
+
+
+def test_a_partition_passed_unchecked_earns_no_head_start() -> None:
+    generation = Generation()
+    committed: dict[tuple[str, int], int | None] = {}
+    c = Continuity(fail_on_gap, generation, committed.get)
+    c.check_positions([("t", 0, 10), ("t", 0, 11)])  # no log start given: unchecked
+    generation.value = 2
+    c.start_at(("t", 0), 0)
+    with pytest.raises(RecordSkipped):
+        c.check_positions([("t", 0, 12)])
