@@ -130,6 +130,9 @@ def cluster(
         if broker.proc is not None and broker.proc.poll() is None:
             os.kill(broker.proc.pid, signal.SIGCONT)  # in case a stall test failed mid-stop
         broker.stop()
+        if os.environ.get("CHAOS_KEEP_LOGS") == "1":
+            keep = True
+            print(f"chaos {name}: logs kept in {tmp} (CHAOS_KEEP_LOGS=1)")
         if not keep:
             subprocess.run(["rm", "-rf", str(tmp)], check=False)
 

@@ -6,7 +6,8 @@ budget on a 2-core box (about 6-9 minutes for all six here, depending on load):
 kill -9s in the storm, ``CHAOS_STALL_S`` (10) seconds of broker SIGSTOP,
 ``CHAOS_HOSTILE`` (2000) hostile messages. ``make chaos`` runs the documented
 full sizes instead (``python -m tests.chaos``). Run with ``-s`` to see each
-scenario's figures.
+scenario's figures. A failed scenario keeps its broker's and workers' logs (the
+path is printed); ``CHAOS_KEEP_LOGS=1`` keeps them for every scenario.
 """
 
 from __future__ import annotations
