@@ -9,6 +9,7 @@ consumer and the tables at scrape time live in ``topologies.health``.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from schemas.decision import Outcome
 from schemas.fraud_alert import FraudRule
 from schemas.grant import GrantKind
 
+GC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -125,6 +127,15 @@ class Metrics:
             "timezone or fraud section, a start another version has); the log says which.",
             registry=registry,
         )
+        self.gc_pause = Histogram(
+            "rewards_gc_pause_seconds",
+            "Wall seconds of each garbage collection in the worker process, by generation: "
+            "while one runs, every stage and request of the process waits.",
+            ["generation"],
+            buckets=GC_BUCKETS,
+            registry=registry,
+        )
+        self._gc_watched = False
         self.build_info = Gauge(
             "rewards_build_info",
             "Always 1; labels name the worker's package version, git revision and Python.",
@@ -164,6 +175,22 @@ class Metrics:
             t = newest.timestamp()
             if not t <= self.newest_event_s:  # also true while newest_event_s is NaN
                 self.newest_event_s = t
+
+    def watch_gc(self) -> None:
+        """Time every garbage collection of this process into ``gc_pause`` (once)."""
+        if self._gc_watched:
+            return
+        self._gc_watched = True
+        started = [0.0]
+        pauses = {g: self.gc_pause.labels(generation=str(g)) for g in range(3)}
+
+        def timed(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses[info["generation"]].observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(timed)
 
     def set_info(self, rules_version: str, build: dict[str, str]) -> None:
         """One series each: a rules change or a deploy shows up as a new label value."""

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 import rewards
 from agents import faults, guard
+from agents.metrics import Metrics
 from rewards.rulebook import load_rules
 from topologies import topics
 from topologies.admin import ensure_topics, wait_for_broker
@@ -145,7 +146,9 @@ def run_worker(settings: Settings) -> int:
     else:
         log.info(banner)
     faults.install_from_env()  # test-only (REWARDS_TEST_FAIL); nothing when unset
-    app = build_app(settings, book, live=live, rules_start=rules_end)
+    metrics = Metrics()
+    metrics.watch_gc()  # this process's collections, not a test's apps
+    app = build_app(settings, book, live=live, rules_start=rules_end, metrics=metrics)
     worker = _Worker(
         app,
         loglevel=settings.log_level,

@@ -36,6 +36,7 @@ CLOSED = {
     "kind": {k.value for k in GrantKind},
     "reason": {r.value for r in DeadLetterReason},
     "rule": {r.value for r in FraudRule},
+    "generation": {"0", "1", "2"},
 }
 
 
@@ -213,3 +214,23 @@ def test_lag_takes_the_larger_of_fetch_highwater_and_listed_end_offset():
     assert registry.get_sample_value("rewards_consumer_lag_messages", labels) == 21
     ends.latest = {("upi.transactions", 0): 2}  # an undercounting broker: fetch wins
     assert registry.get_sample_value("rewards_consumer_lag_messages", labels) == 6
+
+
+def test_every_garbage_collection_is_timed_by_generation():
+    import gc
+
+    metrics = Metrics(CollectorRegistry())
+    before = list(gc.callbacks)
+    metrics.watch_gc()
+    metrics.watch_gc()  # once only
+    try:
+        assert len(gc.callbacks) == len(before) + 1
+        gc.collect()
+        gc.collect(0)
+    finally:
+        gc.callbacks[:] = before
+    registry = metrics.registry
+    full = registry.get_sample_value("rewards_gc_pause_seconds_count", {"generation": "2"})
+    young = registry.get_sample_value("rewards_gc_pause_seconds_count", {"generation": "0"})
+    assert full is not None and full >= 1 and young is not None and young >= 1
+    assert (registry.get_sample_value("rewards_gc_pause_seconds_sum", {"generation": "2"}) or 0) > 0
