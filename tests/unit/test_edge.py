@@ -87,3 +87,41 @@ def test_a_bug_in_routing_parks_the_message(monkeypatch):
     assert [(d.reason.value, d.partition, d.offset) for d in out.letters] == [
         ("INTERNAL_ERROR", 3, 9)
     ]
+
+
+def test_after_an_assignment_the_first_record_must_be_at_the_commit_or_the_log_start():
+    """A feed partition never committed is read from its log start: a first record
+    beyond it is a skip (fail-stop); one whose lookup failed passes as it comes."""
+    import asyncio
+
+    import pytest
+    from aiokafka import TopicPartition
+    from aiokafka.errors import KafkaTimeoutError
+    from prometheus_client import CollectorRegistry
+
+    from agents.edge import Edge, EdgeConfig, _Revoke
+    from agents.metrics import Metrics
+    from workarounds.continuity import RecordSkipped
+
+    class Consumer:
+        async def committed(self, tp: TopicPartition) -> int | None:
+            if tp.partition == 2:
+                raise KafkaTimeoutError()
+            return {0: 40, 1: None}[tp.partition]
+
+        async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+            return dict.fromkeys(tps, 12)
+
+    edge = Edge(EdgeConfig([], "g", FEED, "p", None, "dl", 4), Metrics(CollectorRegistry()))
+    edge._consumer = Consumer()  # type: ignore[assignment]
+    tps = [TopicPartition(FEED, p) for p in range(3)]
+    asyncio.run(_Revoke(edge).on_partitions_assigned(tps))
+    assert edge.committed == {tps[0]: 40, tps[1]: 12}
+    edge._continuity.check_positions([(FEED, 0, 40), (FEED, 1, 12), (FEED, 2, 99)])
+
+    asyncio.run(_Revoke(edge).on_partitions_assigned(tps))  # the next generation
+    edge._continuity.check_positions([(FEED, 1, 13)])  # where this edge left off
+    asyncio.run(_Revoke(edge).on_partitions_assigned(tps))
+    with pytest.raises(RecordSkipped) as err:
+        edge._continuity.check_positions([(FEED, 1, 16)])
+    assert (err.value.partition, err.value.first, err.value.last) == (1, 14, 15)
