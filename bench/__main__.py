@@ -302,6 +302,25 @@ def metric_total(port: int, names: tuple[str, ...]) -> int:
     return int(total)
 
 
+def gc_pauses(port: int) -> dict[str, tuple[int, float]]:
+    """The worker's garbage collections so far, per generation: (how many, seconds in all)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, tuple[int, float]] = {}
+    for g in "012":
+        count = total = 0.0
+        for line in text.splitlines():
+            if line.startswith(f'rewards_gc_pause_seconds_count{{generation="{g}"}}'):
+                count = float(line.rsplit(" ", 1)[1])
+            elif line.startswith(f'rewards_gc_pause_seconds_sum{{generation="{g}"}}'):
+                total = float(line.rsplit(" ", 1)[1])
+        out[g] = (int(count), total)
+    return out
+
+
 def wait_for(cond: Callable[[], bool], timeout: float, what: str, proc: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -624,6 +643,7 @@ def bench_latency(
             part = feed[done : done + n]
             log(f"latency: {len(part):,} events at {offered:,.0f} ev/s (load {load_avg()})")
             started = time.monotonic()
+            gcs_before = gc_pauses(port)
             stamps = produce_records(
                 run.bootstrap, ((topics.TRANSACTIONS, m.key, m.value, None) for m in part), offered
             )
@@ -633,9 +653,18 @@ def bench_latency(
                     sent[orjson.loads(m.value)["txn_id"]].append((phase, ts))
             done += len(part)
             wait_for(partial(drained, port, done), 600, "latency drain", proc)
-            phases.append(
-                {"offered_per_s": offered, "events": len(part), "achieved_per_s": round(achieved)}
-            )
+            gcs_after = gc_pauses(port)
+            result: dict[str, Any] = {
+                "offered_per_s": offered,
+                "events": len(part),
+                "achieved_per_s": round(achieved),
+            }
+            for g, name in (("0", "young_gc"), ("2", "full_gc")):
+                n = gcs_after.get(g, (0, 0.0))[0] - gcs_before.get(g, (0, 0.0))[0]
+                secs = gcs_after.get(g, (0, 0.0))[1] - gcs_before.get(g, (0, 0.0))[1]
+                result[f"{name}s"] = n
+                result[f"{name}_mean_ms"] = round(secs * 1000 / n, 2) if n else None
+            phases.append(result)
             time.sleep(2)
         out = read_topics(run.bootstrap, [topics.DECISIONS], 1)
         lat: list[list[int]] = [[] for _ in rates]
@@ -1006,7 +1035,9 @@ def table(res: dict[str, Any]) -> str:
                 f"{_num(r.get('p50_ms'))} / p99 {_num(r.get('p99_ms'))} / p99.9 "
                 f"{_num(r.get('p999_ms'))} ms | | | | {r['matched']:,} decisions, max "
                 f"{_num(r.get('max_ms'))} ms, achieved {r['achieved_per_s']:,} ev/s, "
-                f"{lat['seconds_per_rate']:g} s |"
+                f"{lat['seconds_per_rate']:g} s; GCs: {r.get('full_gcs', 0)} full of "
+                f"{_num(r.get('full_gc_mean_ms'))} ms, {r.get('young_gcs', 0):,} young of "
+                f"{_num(r.get('young_gc_mean_ms'))} ms |"
             )
     p = res.get("pipeline")
     if p:

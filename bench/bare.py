@@ -9,11 +9,13 @@ first batch's events are not counted, its arrival starts the clock).
 
 Run by ``python -m bench`` as a subprocess, configured from the environment:
 ``BENCH_BOOTSTRAP``, ``BENCH_DATA_DIR``, ``BENCH_WEB_PORT``, ``BENCH_COUNT``,
-``BENCH_RESULT``.
+``BENCH_RESULT``; ``BENCH_GC_GEN0`` sets the young-collection threshold as the
+worker's ``REWARDS_GC_GEN0`` does (unset: Python's 700).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from pathlib import Path
@@ -22,6 +24,9 @@ from typing import cast
 import faust
 import orjson
 from faust.streams import Stream
+
+if os.environ.get("BENCH_GC_GEN0"):
+    gc.set_threshold(int(os.environ["BENCH_GC_GEN0"]), 10, 10)
 
 BOOTSTRAP = os.environ.get("BENCH_BOOTSTRAP", "127.0.0.1:9092")
 COUNT = int(os.environ.get("BENCH_COUNT", "0"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import logging
 import logging.config
 from collections.abc import Callable
@@ -146,6 +147,7 @@ def run_worker(settings: Settings) -> int:
     else:
         log.info(banner)
     faults.install_from_env()  # test-only (REWARDS_TEST_FAIL); nothing when unset
+    gc.set_threshold(settings.gc_gen0, 10, settings.gc_gen2)
     metrics = Metrics()
     metrics.watch_gc()  # this process's collections, not a test's apps
     app = build_app(settings, book, live=live, rules_start=rules_end, metrics=metrics)
