@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -77,6 +78,7 @@ async def _load(
     port: int, users: list[tuple[str, str]], rate: float, seconds: float
 ) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"local": [], "forwarded": [], "errors": []}
+    statuses: Counter[str] = Counter()
     headers = {"Authorization": f"Bearer {TOKEN}"}
     base = f"http://127.0.0.1:{port}"
     loop = asyncio.get_running_loop()
@@ -88,6 +90,8 @@ async def _load(
                 await r.read()
                 ok = r.status == 200
             out[route if ok else "errors"].append((loop.time() - started) * 1000)
+            if not ok:
+                statuses[f"{route} {r.status}"] += 1
 
         tasks = []
         start = loop.time()
@@ -100,6 +104,8 @@ async def _load(
             route, vpa = users[i % len(users)]
             tasks.append(asyncio.create_task(one(route, vpa)))
         await asyncio.gather(*tasks)
+    if statuses:
+        print(f"bench.api: answers other than 200: {dict(statuses)}", flush=True)
     return out
 
 
@@ -198,6 +204,10 @@ def run(engine: str, seconds: float, rate: float, feed_rate: float) -> dict[str,
             return phases
         finally:
             factory.stop_all()
+            for log in sorted(tmp.glob("*.log")):  # a re-executed worker skews every figure
+                for line in log.read_text(errors="replace").splitlines():
+                    if "re-executing the worker" in line or "StreamStalled" in line:
+                        print(f"bench.api: {log.name}: {line[:300]}", flush=True)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
