@@ -168,15 +168,23 @@ class _Revoke(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.edge._consumer
         if consumer is None:
             return
+        never: list[Any] = []
         for tp in assigned:  # for the lag gauge and the first record's check
             try:
-                # never committed: the consumer starts at the log start (earliest)
                 offset = await consumer.committed(tp)
-                if offset is None:
-                    offset = (await consumer.beginning_offsets([tp]))[tp]
-                self.edge.committed[tp] = offset
             except KafkaError:
                 self.edge.committed.pop(tp, None)  # unknown: neither is done for it
+                continue
+            if offset is None:
+                never.append(tp)
+            else:
+                self.edge.committed[tp] = offset
+        if never:  # never committed: the consumer starts at the log start (earliest)
+            try:
+                self.edge.committed.update(await consumer.beginning_offsets(never))
+            except KafkaError:
+                for tp in never:
+                    self.edge.committed.pop(tp, None)
         self.edge.continuity_reset()
         self.edge.rebalancing = False
 

@@ -289,11 +289,18 @@ def worker_env(run: Run, data_dir: Path, web_port: int) -> dict[str, str]:
     }
 
 
-def metric_total(port: int, names: tuple[str, ...]) -> int:
+def scrape(port: int) -> str | None:
+    """The worker's /metrics text (None: it did not answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-            text = resp.read().decode()
+            return str(resp.read().decode())
     except OSError:
+        return None
+
+
+def metric_total(port: int, names: tuple[str, ...]) -> int:
+    text = scrape(port)
+    if text is None:
         return 0
     total = 0.0
     for line in text.splitlines():
@@ -304,10 +311,8 @@ def metric_total(port: int, names: tuple[str, ...]) -> int:
 
 def gc_pauses(port: int) -> dict[str, tuple[int, float]]:
     """The worker's garbage collections so far, per generation: (how many, seconds in all)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
-            text = resp.read().decode()
-    except OSError:
+    text = scrape(port)
+    if text is None:
         return {}
     out: dict[str, tuple[int, float]] = {}
     for g in "012":
