@@ -43,6 +43,7 @@ import asyncio
 import importlib
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -309,20 +310,50 @@ def metric_total(port: int, names: tuple[str, ...]) -> int:
     return int(total)
 
 
+def sums_counts(text: str | None, name: str) -> dict[str, tuple[int, float]]:
+    """A histogram's or summary's (count, sum) per label set, from /metrics text."""
+    out: dict[str, tuple[int, float]] = {}
+    if text is None:
+        return out
+    counts: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        for suffix, into in (("_count", counts), ("_sum", sums)):
+            head = name + suffix
+            if line.startswith(head + "{"):
+                labels, value = line[len(head) :].rsplit(" ", 1)
+                into[labels] = float(value)
+    for labels, n in counts.items():
+        out[labels] = (int(n), sums.get(labels, 0.0))
+    return out
+
+
 def gc_pauses(port: int) -> dict[str, tuple[int, float]]:
     """The worker's garbage collections so far, per generation: (how many, seconds in all)."""
-    text = scrape(port)
-    if text is None:
-        return {}
-    out: dict[str, tuple[int, float]] = {}
-    for g in "012":
-        count = total = 0.0
-        for line in text.splitlines():
-            if line.startswith(f'rewards_gc_pause_seconds_count{{generation="{g}"}}'):
-                count = float(line.rsplit(" ", 1)[1])
-            elif line.startswith(f'rewards_gc_pause_seconds_sum{{generation="{g}"}}'):
-                total = float(line.rsplit(" ", 1)[1])
-        out[g] = (int(count), total)
+    found = sums_counts(scrape(port), "rewards_gc_pause_seconds")
+    return {g: found.get(f'{{generation="{g}"}}', (0, 0.0)) for g in "012"}
+
+
+def batch_phases(port: int) -> dict[str, tuple[int, float]]:
+    """Each stage's batches so far, per phase: (how many, seconds in all)."""
+    found = sums_counts(scrape(port), "rewards_batch_seconds")
+    out = {}
+    for labels, value in found.items():
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if "stage" in pairs and "phase" in pairs:
+            out[f"{pairs['stage']}.{pairs['phase']}"] = value
+    return out
+
+
+def phase_means(
+    before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+) -> dict[str, tuple[int, float]]:
+    """Per stage phase between two readings: (batches, mean ms)."""
+    out = {}
+    for key, (n, secs) in sorted(after.items()):
+        n0, secs0 = before.get(key, (0, 0.0))
+        if n > n0:
+            out[key] = (n - n0, round((secs - secs0) * 1000 / (n - n0), 2))
     return out
 
 
@@ -648,7 +679,7 @@ def bench_latency(
             part = feed[done : done + n]
             log(f"latency: {len(part):,} events at {offered:,.0f} ev/s (load {load_avg()})")
             started = time.monotonic()
-            gcs_before = gc_pauses(port)
+            gcs_before, phases_before = gc_pauses(port), batch_phases(port)
             stamps = produce_records(
                 run.bootstrap, ((topics.TRANSACTIONS, m.key, m.value, None) for m in part), offered
             )
@@ -669,6 +700,7 @@ def bench_latency(
                 secs = gcs_after.get(g, (0, 0.0))[1] - gcs_before.get(g, (0, 0.0))[1]
                 result[f"{name}s"] = n
                 result[f"{name}_mean_ms"] = round(secs * 1000 / n, 2) if n else None
+            result["batch_phases"] = phase_means(phases_before, batch_phases(port))
             phases.append(result)
             time.sleep(2)
         out = read_topics(run.bootstrap, [topics.DECISIONS], 1)

@@ -26,7 +26,7 @@ from rewards.rulebook import RuleBook
 from topologies import api, health, topics
 from topologies.security import KafkaSecurity
 from topologies.settings import Settings
-from workarounds import fetch_wait, highwater, read_committed
+from workarounds import drain, fetch_wait, highwater, read_committed
 from workarounds.continuity import GapProbe
 
 #: The file in the data dir naming the worker in its transactional ids.
@@ -67,6 +67,7 @@ def build_app(
     security = KafkaSecurity()  # REWARDS_KAFKA_*: TLS and SASL for every client
     highwater.install(security.aiokafka())
     fetch_wait.install(settings.fetch_max_wait_ms)
+    drain.install()
     exactly_once = settings.processing_guarantee == "exactly_once"
     if exactly_once:  # the stages' own transactions; Faust stays at_least_once
         read_committed.install(security.aiokafka())
