@@ -67,7 +67,7 @@ def build_app(
     security = KafkaSecurity()  # REWARDS_KAFKA_*: TLS and SASL for every client
     highwater.install(security.aiokafka())
     fetch_wait.install(settings.fetch_max_wait_ms)
-    drain.install()
+    drain.install(settings.direct_delivery)
     exactly_once = settings.processing_guarantee == "exactly_once"
     if exactly_once:  # the stages' own transactions; Faust stays at_least_once
         read_committed.install(security.aiokafka())

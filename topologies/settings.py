@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     stream_buffer_maxsize: int = Field(
         default=16384, ge=1, description="records an agent may prefetch (back pressure)"
     )
+    direct_delivery: bool = Field(
+        default=True,
+        description="Faust's fetch loop hands a record to the streams in the step it reads it "
+        "(workarounds.drain); false: Faust's own four tasks per record",
+    )
     faust_sensors: bool = Field(
         default=False, description="also export Faust's own per-message metrics (costs CPU)"
     )

@@ -63,8 +63,9 @@ async def _wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
     return await _original(self, *coros, timeout=timeout)
 
 
-def install() -> None:
-    Consumer.wait_first = _wait_first  # type: ignore[method-assign]
+def install(enabled: bool = True) -> None:
+    """Direct delivery on (``REWARDS_DIRECT_DELIVERY``, default) or Faust's own path."""
+    Consumer.wait_first = _wait_first if enabled else _original  # type: ignore[method-assign]
 
 
 def installed() -> bool:

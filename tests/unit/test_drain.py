@@ -15,9 +15,11 @@ from topologies.settings import DEFAULT_RULES, Settings
 from workarounds import drain
 
 
-def _consumer(tmp_path: Path) -> Any:
+def _consumer(tmp_path: Path, **settings: Any) -> Any:
     app = build_app(
-        Settings(data_dir=tmp_path), load_rules(DEFAULT_RULES), Metrics(CollectorRegistry())
+        Settings(data_dir=tmp_path, **settings),
+        load_rules(DEFAULT_RULES),
+        Metrics(CollectorRegistry()),
     )
     return app.consumer
 
@@ -25,6 +27,14 @@ def _consumer(tmp_path: Path) -> Any:
 def test_the_worker_installs_it(tmp_path: Path) -> None:
     _consumer(tmp_path)
     assert drain.installed()
+
+
+def test_a_setting_turns_it_off(tmp_path: Path) -> None:
+    _consumer(tmp_path, direct_delivery=False)
+    try:
+        assert not drain.installed()
+    finally:
+        drain.install()
 
 
 def test_a_delivery_that_cannot_wait_takes_no_loop_turn(tmp_path: Path) -> None:
