@@ -19,6 +19,13 @@ buffer is under its limit and no stream queue is full. Then the callback is
 awaited directly and runs to its end in the current step. In every other case
 (and every other use of ``wait_first``) Faust's own path runs, so a rebalance
 still abandons a delivery that would block.
+
+Left: a delivery that waits all the same (a lock held by a rebalance in the
+same instant) finishes after the rebalance instead of being abandoned. Its
+event carries the old generation, which the stream drops; the read offset
+Faust then records may lie ahead of where the new generation reads, so Faust
+would drop the records between, and the continuity check
+(``workarounds.continuity``) fail-stops the worker: a re-execution, not a loss.
 """
 
 from __future__ import annotations
