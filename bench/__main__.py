@@ -180,9 +180,14 @@ def produce_records(bootstrap: str, records: Iterable[Record], rate: float = 0.0
         await prod.start()
         stamps: list[int] = []
         futures = []
+        todo = list(records)
         try:
+            # Metadata and connections first: a bank's producer is long-running, and its
+            # first send's wait for them is not the pipeline's latency.
+            for topic in {r[0] for r in todo}:
+                await prod.partitions_for(topic)
             started = time.monotonic()
-            for i, (topic, key, value, partition) in enumerate(records):
+            for i, (topic, key, value, partition) in enumerate(todo):
                 if rate > 0:
                     delay = started + i / rate - time.monotonic()
                     if delay > 0:
