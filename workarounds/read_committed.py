@@ -22,6 +22,15 @@ of its behaviours are changed here:
   delivered (Faust handles this only for its own ``exactly_once``), so the
   recovery would never end. The end is taken as the offset of the last record
   a ``read_committed`` read delivers below the last stable offset.
+
+One check of Faust's is off with it (``recovery_consistency_check``, in
+``topologies.app``): a store written after its own transaction committed can
+be ahead of that end while an older transaction on the same changelog
+partition is still open (a killed worker's, until its timeout: the last stable
+offset stays at its first record). Faust calls that a corrupt store
+(``ConsistencyError``) and the worker crashed at recovery (seen once in the
+kill -9 storm with a replacement: persisted 648, end 535). The store is then
+simply complete: nothing is left to recover for that partition.
 """
 
 from __future__ import annotations
