@@ -333,15 +333,16 @@ def sums_counts(text: str | None, name: str) -> dict[str, tuple[int, float]]:
     return out
 
 
-def gc_pauses(port: int) -> dict[str, tuple[int, float]]:
-    """The worker's garbage collections so far, per generation: (how many, seconds in all)."""
-    found = sums_counts(scrape(port), "rewards_gc_pause_seconds")
+def gc_pauses(text: str | None) -> dict[str, tuple[int, float]]:
+    """The worker's garbage collections so far (from a ``scrape``), per generation:
+    (how many, seconds in all)."""
+    found = sums_counts(text, "rewards_gc_pause_seconds")
     return {g: found.get(f'{{generation="{g}"}}', (0, 0.0)) for g in "012"}
 
 
-def batch_phases(port: int) -> dict[str, tuple[int, float]]:
-    """Each stage's batches so far, per phase: (how many, seconds in all)."""
-    found = sums_counts(scrape(port), "rewards_batch_seconds")
+def batch_phases(text: str | None) -> dict[str, tuple[int, float]]:
+    """Each stage's batches so far (from a ``scrape``), per phase: (how many, seconds in all)."""
+    found = sums_counts(text, "rewards_batch_seconds")
     out = {}
     for labels, value in found.items():
         pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
@@ -684,7 +685,8 @@ def bench_latency(
             part = feed[done : done + n]
             log(f"latency: {len(part):,} events at {offered:,.0f} ev/s (load {load_avg()})")
             started = time.monotonic()
-            gcs_before, phases_before = gc_pauses(port), batch_phases(port)
+            before = scrape(port)
+            gcs_before, phases_before = gc_pauses(before), batch_phases(before)
             stamps = produce_records(
                 run.bootstrap, ((topics.TRANSACTIONS, m.key, m.value, None) for m in part), offered
             )
@@ -694,7 +696,8 @@ def bench_latency(
                     sent[orjson.loads(m.value)["txn_id"]].append((phase, ts))
             done += len(part)
             wait_for(partial(drained, port, done), 600, "latency drain", proc)
-            gcs_after = gc_pauses(port)
+            after = scrape(port)
+            gcs_after = gc_pauses(after)
             result: dict[str, Any] = {
                 "offered_per_s": offered,
                 "events": len(part),
@@ -705,7 +708,7 @@ def bench_latency(
                 secs = gcs_after.get(g, (0, 0.0))[1] - gcs_before.get(g, (0, 0.0))[1]
                 result[f"{name}s"] = n
                 result[f"{name}_mean_ms"] = round(secs * 1000 / n, 2) if n else None
-            result["batch_phases"] = phase_means(phases_before, batch_phases(port))
+            result["batch_phases"] = phase_means(phases_before, batch_phases(after))
             phases.append(result)
             time.sleep(2)
         out = read_topics(run.bootstrap, [topics.DECISIONS], 1)
