@@ -12,10 +12,13 @@ Two tables, one record per key, each written whole (so atomically):
 * ``pair-state``: key ``pair_key(a, b)`` (the unordered pair), value
   ``encode_pair(PairState)`` (``rewards.circular``).
 
-A value is one version byte (``FORMAT_VERSION``) followed by a body; the
-body of version 1 is an orjson array of positional fields, raw-deflated when
-that makes it smaller (the second byte says which). Money and times are
-integers only. ``decode_*`` refuses any other version with ``StateFormatError``.
+A value is one version byte, a flag byte (raw, or raw-deflated when the body
+is 1 KiB or more and that makes it smaller) and a body: an orjson array of
+positional fields. User records are written in version 2 (``encode_user``:
+the payments' numbers in short rows, day counters only where they differ
+from their payments' coins, deflated with a preset dictionary) and read in
+versions 2 and 1; pair records are version 1. Money and times are integers
+only. ``decode_*`` refuses any other version with ``StateFormatError``.
 
 >>> user = UserState()
 >>> user.marks["upi.transactions:3"] = 17
@@ -35,7 +38,7 @@ True
 >>> decode_user(b"\\x07[]")
 Traceback (most recent call last):
 ...
-rewards.state.StateFormatError: user record has format version 7; this build reads version 1
+rewards.state.StateFormatError: user record has format version 7; this build reads version 2 or 1
 >>> pair = decode_pair(None)
 >>> pair.newest, pair.seen = 5, [(5, "T1", True)]
 >>> decode_pair(encode_pair(pair)) == pair
@@ -58,11 +61,33 @@ from schemas.grant import RuleCoins
 if TYPE_CHECKING:
     from rewards.circular import PairState
 
-#: The first byte of every value this module writes.
-FORMAT_VERSION = 1
+#: The first byte of the user records this module writes (of pair records: ``PAIR_VERSION``).
+FORMAT_VERSION = 2
+PAIR_VERSION = 1
+_USER_VERSION = FORMAT_VERSION
+_USER_READS = (2, 1)
+_PAIR_READS = (1,)
 _RAW, _DEFLATED = 0, 1
 #: Bodies at least this long are deflated (if that makes them smaller).
 _DEFLATE_FROM = 1024
+#: Version 2 deflates bodies under 4 KiB at level 6 (on a 2 KB body ~15% slower than
+#: level 1 and 3% smaller), longer ones (a hot user's) at level 1, with a preset
+#: dictionary: strings most records repeat (the JSON around the fields, the default feed
+#: topic's paths, the rule ids of the shipped rules, common PSP handles). It is part of
+#: the format: another dictionary is another version.
+_LEVEL = 6
+_LEVEL_BELOW = 4096
+_ZDICT = (
+    b'@okhdfcbank"],[@okicici"],[@apl"],[@axl"],[@ibl"],[@upi"],[@icici"],[@oksbi"],'
+    b'[@paytm"],[@okaxis"],[@ybl"]],{},{}],"upi.transactions:5":,"upi.transactions:4":,'
+    b'"upi.transactions:3":,"upi.transactions:2":,"upi.transactions:1":,'
+    b'[{"upi.transactions:0":,"txns~lo:0":,"txns~hi:0":,'
+    b'["p2p-welcome","merchant-base","grocery-dining-boost"],[[0],[1],[1,2]],[],[],'
+    b"[1,4,4,1,2,0,1,1],1000]"
+)
+#: A version 2 record leaves out trailing fields with these values (the first 8 always there).
+_HEAD_DEFAULTS: tuple[Any, ...] = (None,) * 8 + ([], [], [], [], [], [], 1)
+_HEAD_REQUIRED = 8
 SEP = "\x1f"
 
 
@@ -162,24 +187,38 @@ def comparable(state: UserState) -> UserState:
 # --------------------------------------------------------------------------- codec
 
 
-def _pack(body: bytes) -> bytes:
+def _pack(body: bytes, version: int) -> bytes:
     if len(body) >= _DEFLATE_FROM:
-        small = zlib.compress(body, 1, -15)  # level 1: 2x faster than 6, ~3% larger
+        if version == 1:
+            small = zlib.compress(body, 1, -15)  # level 1: 2x faster than 6, ~3% larger
+        else:
+            level = _LEVEL if len(body) < _LEVEL_BELOW else 1
+            deflate = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=_ZDICT)
+            small = deflate.compress(body) + deflate.flush()
         if len(small) < len(body):
-            return bytes((FORMAT_VERSION, _DEFLATED)) + small
-    return bytes((FORMAT_VERSION, _RAW)) + body
+            return bytes((version, _DEFLATED)) + small
+    return bytes((version, _RAW)) + body
 
 
-def _unpack(raw: bytes, what: str) -> Any:
-    if not raw or raw[0] != FORMAT_VERSION:
+def _unpack(raw: bytes, what: str, reads: tuple[int, ...]) -> tuple[int, bytes]:
+    """The version byte and the (inflated) body of a stored value."""
+    if not raw or raw[0] not in reads:
         version = raw[0] if raw else "(empty)"
+        readable = " or ".join(str(v) for v in reads)
         raise StateFormatError(
-            f"{what} record has format version {version}; this build reads version {FORMAT_VERSION}"
+            f"{what} record has format version {version}; this build reads version {readable}"
         )
     try:
-        body = raw[2:] if raw[1] == _RAW else zlib.decompress(raw[2:], -15)
-        return orjson.loads(body)
-    except (IndexError, zlib.error, orjson.JSONDecodeError) as exc:
+        if raw[1] == _RAW:
+            return raw[0], raw[2:]
+        if raw[0] == 1:
+            return 1, zlib.decompress(raw[2:], -15)
+        inflate = zlib.decompressobj(-15, _ZDICT)
+        body = inflate.decompress(raw[2:]) + inflate.flush()
+        if not inflate.eof:
+            raise zlib.error("incomplete deflate stream")
+        return raw[0], body
+    except (IndexError, zlib.error) as exc:
         raise StateFormatError(f"{what} record is corrupt: {exc}") from None
 
 
@@ -237,56 +276,102 @@ def _unpack_rules(extra: Any, granted: int, table: list[str]) -> Sequence[RuleCo
     return out or ()
 
 
+def _combo(combos: dict[tuple[str, ...], int], table: dict[str, int], ids: tuple[str, ...]) -> int:
+    """The rule code of a new combination of rule ids (``encode_user``)."""
+    for rule_id in ids:
+        table.setdefault(rule_id, len(table))
+    code = combos[ids] = len(combos) + 2
+    return code
+
+
 def encode_user(state: UserState) -> bytes:
-    """One user's record: ``[marks, newest_day, days, months, fraud, txns, last_txn,
-    forgot, rule_ids]``.
+    """One user's record, format version 2: an orjson array of positional fields::
 
-    ``days`` is flat ``[age, coins, ...]``, ``months`` flat ``[month, coins,
-    ...]``. ``txns`` holds one array per record in recorded order: a payment
-    ``[id, age, dt, amount, granted, refunded, clawed(, rules)]``, a refund
-    ``[id, age, original_id, clawed]``, where
-    age = newest_day - day and dt = t minus the previous payment's t (0
-    before the first). ``fraud`` is ``null`` or ``[newest, seen, cooldowns,
-    holds]``; an entry of ``seen`` is ``[i, payee]`` when it is the payment at
-    index ``i`` of ``txns`` (same id and time), else ``[t, txn_id, payee]``.
-    ``forgot`` is 0 or 1; ``rule_ids`` lists each rule id the payments name
-    once, and a payment's ``rules`` names them by index: absent, no rules when
-    ``granted`` is 0, else rule 0 has every coin; an index ``i``: rule ``i``
-    has every coin; else a flat ``[i, coins, ...]``, and when its length is
-    odd the last rule has the rest of ``granted``.
+        [marks, newest_day, months, fraud, last_txn, forgot, ids, payments,
+         rule_ids, combos, refunds, rule_lists, days, days_gone, dt_scale]
 
-    A record without ``forgot`` and ``rule_ids`` (7 fields, as this version's
-    records were before they were added) decodes with ``forgot`` true (it
-    cannot be known) and no rules on its payments.
+    (trailing fields from ``rule_ids`` on are left out while they are empty,
+    and ``dt_scale`` while it is 1).
+
+    ``ids`` lists every txn record's id in recorded order; ``refunds`` holds
+    ``[i, age, original, clawed]`` for the refunds among them (``i`` their
+    index in ``ids``; ``original`` the index of the refunded payment there, or
+    its id). The others are the payments, in order: ``payments`` has one
+    array each, ``[age, dt, amount, granted, code, split, refunded,
+    clawed]`` without its trailing zeros. age = newest_day - day; dt = t
+    minus the previous payment's t (0 before the first), divided by
+    ``dt_scale`` (1000 when every t is whole seconds, else 1).
+
+    The rule ``code`` is 0 for no rules; 1 when the payment's ordinal is
+    followed in the flat ``rule_lists`` by ``[i, coins, ...]`` (indexes into
+    ``rule_ids``; when its length is odd the last rule has the rest of
+    ``granted``); else ``k + 2`` for ``combos[k]``, a list of one or two
+    indexes into ``rule_ids``: one rule has every coin; of two, the first has
+    ``split`` coins and the second the rest (``split`` is 0 otherwise).
+
+    ``days`` is flat ``[age, coins, ...]`` for each day whose counter is not
+    the sum of its payments' ``granted`` (a fraud clawback lowered it), and
+    ``days_gone`` the ages of the days some payment granted coins on that have
+    no counter; every other day's counter is that sum. ``months`` is flat
+    ``[month, coins, ...]``. ``fraud`` is ``null`` or ``[newest, seen,
+    cooldowns, holds]``; an entry of ``seen`` is ``[i, payee]`` when it is the
+    record at index ``i`` of ``ids`` (same id and time), else ``[t, txn_id,
+    payee]``. ``forgot`` is 0 or 1.
     """
     newest = state.newest_day
-    txns: list[Any] = []
+    txns = state.txns
+    scale = 1 if any([type(r) is Payment and r.t % 1000 for r in txns.values()]) else 1000
+    refunds: list[tuple[int, int, int | str, int]] = []
     where: dict[str, tuple[int, int]] = {}
     table: dict[str, int] = {}
+    combos: dict[tuple[str, ...], int] = {}  # rule ids -> code
+    single: dict[str, int] = {}  # rule id -> the code of its one-rule combo
+    rule_lists: list[Any] = []
+    rows: list[tuple[int, ...]] = []
+    derived: dict[int, int] = {}
     prev = 0
-    for txn_id, rec in state.txns.items():
+    for i, (txn_id, rec) in enumerate(txns.items()):
         if type(rec) is Payment:
             t, granted, rules = rec.t, rec.granted, rec.rules
-            where[txn_id] = (len(txns), t)
-            extra: Any = None
+            where[txn_id] = (i, t)
+            code = split = 0
             if rules:
-                if len(rules) == 1 and rules[0].coins == granted:  # the usual case
-                    extra = table.setdefault(rules[0].rule_id, len(table)) or None
+                first = rules[0]
+                if len(rules) == 1 and first.coins == granted:  # the usual case
+                    code = single.get(first.rule_id, 0)
+                    if not code:
+                        code = single[first.rule_id] = _combo(combos, table, (first.rule_id,))
+                elif len(rules) == 2 and first.coins + rules[1].coins == granted:
+                    pair = (first.rule_id, rules[1].rule_id)
+                    code = combos.get(pair, 0) or _combo(combos, table, pair)
+                    split = first.coins
                 else:
-                    extra = _pack_rules(rules, granted, table)
-            elif granted:
-                extra = []  # coins, and no rules known
-            age = newest - rec.day
-            if extra is None:
-                txns.append((txn_id, age, t - prev, rec.amount, granted, rec.refunded, rec.clawed))
-            else:
-                txns.append(
-                    (txn_id, age, t - prev, rec.amount, granted, rec.refunded, rec.clawed, extra)
-                )
+                    code = 1
+                    rule_lists += (len(rows), _pack_rules(rules, granted, table))
+            day = rec.day
+            if granted > 0:
+                derived[day] = derived.get(day, 0) + granted
+            age, dt, refunded, clawed = newest - day, (t - prev) // scale, rec.refunded, rec.clawed
             prev = t
+            if refunded or clawed:
+                rows.append((age, dt, rec.amount, granted, code, split, refunded, clawed))
+            elif split:
+                rows.append((age, dt, rec.amount, granted, code, split))
+            elif code:
+                rows.append((age, dt, rec.amount, granted, code))
+            else:
+                rows.append((age, dt, rec.amount, granted))
         else:
             assert isinstance(rec, Refund)
-            txns.append((txn_id, newest - rec.day, rec.original, rec.clawed))
+            at = where.get(rec.original)
+            original = rec.original if at is None else at[0]
+            refunds.append((i, newest - rec.day, original, rec.clawed))
+    days = state.days
+    changed = [x for d, c in days.items() if derived.get(d) != c for x in (newest - d, c)]
+    if len(changed) > 2:
+        pairs = sorted(zip(changed[::2], changed[1::2], strict=True))
+        changed = [x for kv in pairs for x in kv]
+    gone = sorted(newest - d for d in derived if d not in days)
     f = state.fraud
     fraud: Any = None
     if f.newest is not None or f.hold:
@@ -295,81 +380,187 @@ def encode_user(state: UserState) -> bytes:
             at = where.get(txn_id)
             seen.append((at[0], payee) if at is not None and at[1] == t else (t, txn_id, payee))
         fraud = (f.newest, seen, f.cool, f.hold)
-    doc = (
+    fields: list[Any] = [
         state.marks,
         newest,
-        [x for d, c in state.days.items() for x in (newest - d, c)],
         [x for kv in state.months.items() for x in kv],
         fraud,
-        txns,
         state.last_txn,
         int(state.forgot),
+        list(txns),
+        rows,
         list(table),
-    )
-    return _pack(orjson.dumps(doc))
+        [[table[rule_id] for rule_id in combo] for combo in combos],
+        refunds,
+        rule_lists,
+        changed,
+        gone,
+        scale if rows else 1,
+    ]
+    while len(fields) > _HEAD_REQUIRED and fields[-1] == _HEAD_DEFAULTS[len(fields) - 1]:
+        fields.pop()
+    return _pack(orjson.dumps(fields), _USER_VERSION)
 
 
 def decode_user(raw: bytes | None) -> UserState:
-    """Inverse of ``encode_user``; ``None`` (no record yet) is a fresh state."""
+    """Inverse of ``encode_user`` (and of version 1); ``None`` is a fresh state."""
     if raw is None:
         return UserState()
+    version, body = _unpack(raw, "user", _USER_READS)
     try:
-        doc = _unpack(raw, "user")
-        marks, newest, days, months, fraud, txns, last_txn = doc[:7]
-        if len(doc) == 7:  # written before ``forgot`` and the rules were kept
-            forgot, table = newest != 0, None
-        else:
-            forgot_flag, table = doc[7:]
-            forgot = bool(forgot_flag)
-        records: dict[str, Record] = {}
-        prev = 0
-        first = table[0] if table else None
-        for entry in txns:
-            n = len(entry)
-            if n == 7:
-                txn_id, age, dt, amount, granted, refunded, clawed = entry
-                prev += dt
-                rules: Sequence[RuleCoins] = ()
-                if granted and first is not None:
-                    rules = [_rule_coins(first, granted)]
-                records[txn_id] = Payment(
-                    newest - age, prev, amount, granted, refunded, clawed, rules
-                )
-            elif n == 8:
-                txn_id, age, dt, amount, granted, refunded, clawed, extra = entry
-                prev += dt
-                rules = _unpack_rules(extra, granted, table)  # type: ignore[arg-type]
-                records[txn_id] = Payment(
-                    newest - age, prev, amount, granted, refunded, clawed, rules
-                )
-            else:
-                txn_id, age, original, clawed = entry
-                records[txn_id] = Refund(newest - age, original, clawed)
-        fraud_state = FraudState()
-        if fraud is not None:
-            f_newest, seen, cool, hold = fraud
-            for i, entry in enumerate(seen):
-                if len(entry) == 2:
-                    txn_id = txns[entry[0]][0]
-                    seen[i] = [records[txn_id].t, txn_id, entry[1]]  # type: ignore[union-attr]
-            fraud_state = FraudState(f_newest, seen, cool, hold)
-        return UserState(
-            marks,
-            {newest - age: coins for age, coins in zip(days[::2], days[1::2], strict=True)},
-            dict(zip(months[::2], months[1::2], strict=True)),
-            newest,
-            fraud_state,
-            records,
-            last_txn,
-            forgot,
-        )
+        doc = orjson.loads(body)
+        return _decode_user_v1(doc) if version == 1 else _decode_user_v2(doc)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
         raise StateFormatError(f"user record is corrupt: {exc!r}") from None
 
 
+def _decode_user_v2(fields: list[Any]) -> UserState:
+    if not _HEAD_REQUIRED <= len(fields) <= len(_HEAD_DEFAULTS):
+        raise ValueError(f"{len(fields)} fields")
+    (
+        marks,
+        newest,
+        months,
+        fraud,
+        last_txn,
+        forgot,
+        ids,
+        rows,
+        table,
+        combos,
+        refunds,
+        rule_lists,
+        changed,
+        gone,
+        scale,
+    ) = fields + list(_HEAD_DEFAULTS[len(fields) :])
+    if len(rows) + len(refunds) != len(ids):
+        raise ValueError(f"{len(rows)} payments and {len(refunds)} refunds for {len(ids)} ids")
+    complex_rules = dict(zip(rule_lists[::2], rule_lists[1::2], strict=True))
+    refund_at = {entry[0]: entry for entry in refunds}
+    records: dict[str, Record] = {}
+    derived: dict[int, int] = {}
+    prev = j = 0
+    for i, txn_id in enumerate(ids):
+        refund = refund_at.get(i)
+        if refund is not None:
+            original = refund[2]
+            if type(original) is int:
+                original = ids[original]
+            records[txn_id] = Refund(newest - refund[1], original, refund[3])
+            continue
+        row = rows[j]
+        n = len(row)
+        code = split = refunded = clawed = 0
+        if n == 4:
+            age, dt, amount, granted = row
+        elif n == 5:
+            age, dt, amount, granted, code = row
+        elif n == 6:
+            age, dt, amount, granted, code, split = row
+        else:
+            age, dt, amount, granted, code, split, refunded, clawed = row
+        day = newest - age
+        prev += dt * scale
+        rules: Sequence[RuleCoins] = ()
+        if code > 1:
+            combo = combos[code - 2]
+            if len(combo) == 1:
+                rules = [_rule_coins(table[combo[0]], granted)]
+            else:
+                rules = [
+                    _rule_coins(table[combo[0]], split),
+                    _rule_coins(table[combo[1]], granted - split),
+                ]
+        elif code == 1:
+            rules = _unpack_rules(complex_rules[j], granted, table)
+        records[txn_id] = Payment(day, prev, amount, granted, refunded, clawed, rules)
+        if granted > 0:
+            derived[day] = derived.get(day, 0) + granted
+        j += 1
+    for age in gone:
+        del derived[newest - age]
+    for k in range(0, len(changed), 2):
+        derived[newest - changed[k]] = changed[k + 1]
+    return UserState(
+        marks,
+        derived,
+        dict(zip(months[::2], months[1::2], strict=True)),
+        newest,
+        _fraud_state(fraud, records, ids),
+        records,
+        last_txn,
+        bool(forgot),
+    )
+
+
+def _fraud_state(fraud: Any, records: dict[str, Record], ids: list[str]) -> FraudState:
+    if fraud is None:
+        return FraudState()
+    f_newest, seen, cool, hold = fraud
+    for i, entry in enumerate(seen):
+        if len(entry) == 2:
+            txn_id = ids[entry[0]]
+            seen[i] = [records[txn_id].t, txn_id, entry[1]]  # type: ignore[union-attr]
+    return FraudState(f_newest, seen, cool, hold)
+
+
+def _decode_user_v1(doc: Any) -> UserState:
+    """A version 1 record: ``[marks, newest_day, days, months, fraud, txns,
+    last_txn, forgot, rule_ids]``, every field positional.
+
+    ``days`` is flat ``[age, coins, ...]``; ``txns`` one array per record: a
+    payment ``[id, age, dt, amount, granted, refunded, clawed(, rules)]``, a
+    refund ``[id, age, original_id, clawed]``; ``rules`` absent: none when
+    ``granted`` is 0, else rule 0 has every coin; an index: that rule has
+    every coin; else a flat ``[i, coins, ...]`` (``_unpack_rules``). Written
+    without ``forgot`` and ``rule_ids`` (7 fields, as version 1 records were
+    before they were added), it decodes with ``forgot`` true (it cannot be
+    known) and no rules on its payments.
+    """
+    marks, newest, days, months, fraud, txns, last_txn = doc[:7]
+    if len(doc) == 7:
+        forgot, table = newest != 0, None
+    else:
+        forgot_flag, table = doc[7:]
+        forgot = bool(forgot_flag)
+    records: dict[str, Record] = {}
+    prev = 0
+    first = table[0] if table else None
+    for entry in txns:
+        n = len(entry)
+        if n == 7:
+            txn_id, age, dt, amount, granted, refunded, clawed = entry
+            prev += dt
+            rules: Sequence[RuleCoins] = ()
+            if granted and first is not None:
+                rules = [_rule_coins(first, granted)]
+            records[txn_id] = Payment(newest - age, prev, amount, granted, refunded, clawed, rules)
+        elif n == 8:
+            txn_id, age, dt, amount, granted, refunded, clawed, extra = entry
+            prev += dt
+            rules = _unpack_rules(extra, granted, table)  # type: ignore[arg-type]
+            records[txn_id] = Payment(newest - age, prev, amount, granted, refunded, clawed, rules)
+        else:
+            txn_id, age, original, clawed = entry
+            records[txn_id] = Refund(newest - age, original, clawed)
+    return UserState(
+        marks,
+        {newest - age: coins for age, coins in zip(days[::2], days[1::2], strict=True)},
+        dict(zip(months[::2], months[1::2], strict=True)),
+        newest,
+        _fraud_state(fraud, records, [entry[0] for entry in txns]),
+        records,
+        last_txn,
+        forgot,
+    )
+
+
 def encode_pair(state: PairState) -> bytes:
     """A pair's record: ``[newest, [[t, txn_id, forward], ...]]`` (forward as 0/1)."""
-    return _pack(orjson.dumps((state.newest, [(t, x, int(f)) for t, x, f in state.seen])))
+    return _pack(
+        orjson.dumps((state.newest, [(t, x, int(f)) for t, x, f in state.seen])), PAIR_VERSION
+    )
 
 
 def decode_pair(raw: bytes | None) -> PairState:
@@ -379,7 +570,7 @@ def decode_pair(raw: bytes | None) -> PairState:
     if raw is None:
         return PairState()
     try:
-        newest, seen = _unpack(raw, "pair")
+        newest, seen = orjson.loads(_unpack(raw, "pair", _PAIR_READS)[1])
         return PairState(newest, [(t, txn, bool(f)) for t, txn, f in seen])
     except (ValueError, TypeError) as exc:
         raise StateFormatError(f"pair record is corrupt: {exc}") from None
