@@ -55,14 +55,15 @@ def _apply(item: RoutedTransaction | FraudFlag, book: Rules, state: UserState) -
 
 
 class BatchGate:
-    """Whether a decide batch is in flight, for readers that must see its state.
+    """Whether a decide batch is committing, for readers that must see its state.
 
-    A batch's outputs are acknowledged before its records reach the local
-    store (``agents.checkpoint``): a reader that waits for the batch in flight
-    when it arrived (``settled``) sees every decision emitted before it. Only
-    a reader of a user the batch holds needs to wait: the batch emits nothing
-    before its commit, so a user it reaches after the reader arrived has no
-    decision of it emitted before the reader either.
+    A batch queues its outputs until its commit, and they are acknowledged
+    before its records reach the local store (``agents.checkpoint``). So
+    while it decides, nothing of it has been emitted and the store holds the
+    state before it: a reader needs no wait. From the start of its commit
+    (``begin``, by ``decide_packs``) to the end, a reader of a user the batch
+    holds waits for the end (``settled``), and then sees every decision
+    emitted before it arrived.
     """
 
     def __init__(self) -> None:
@@ -99,6 +100,23 @@ class BatchGate:
         if vpa is not None and users is not None and vpa not in users:
             return
         await running.wait()
+
+
+async def decide_packs(
+    batch: DecideBatch, packs: Sequence[tuple[int, int, str, bytes | None]], gate: BatchGate
+) -> None:
+    """Decide ``(partition, offset, topic, value)`` packs in one batch, then commit it.
+
+    The gate holds readers of the batch's users from the start of its commit
+    (its outputs are queued until then) to the end.
+    """
+    try:
+        for partition, offset, topic, value in packs:
+            await batch.pack(partition, offset, topic, value)
+        gate.begin({partition for partition, _, _, _ in packs}, batch.users)
+        await batch.commit()
+    finally:
+        gate.end()
 
 
 class DecideBatch:
@@ -226,14 +244,11 @@ def attach_decide(
         batch = DecideBatch(
             ctx.sender_for("decide"), store, ctx.topics, current(), ctx.metrics, cache
         )
-        gate.begin({event.message.partition for event in events}, batch.users)
-        try:
-            for event in events:
-                msg = event.message
-                await batch.pack(msg.partition, msg.offset, msg.topic, msg.value)
-            await batch.commit()
-        finally:
-            gate.end()
+        packs = [
+            (e.message.partition, e.message.offset, e.message.topic, e.message.value)
+            for e in events
+        ]
+        await decide_packs(batch, packs, gate)
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:

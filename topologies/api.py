@@ -14,11 +14,12 @@
   decide agent's input). This worker answers when it owns it; otherwise it
   asks the owner (its web URL from Faust's partition assignor) and returns
   that answer. A forwarded request is never forwarded again (503 instead).
-* **Freshness**: before reading, the request waits for the decide batch in
-  flight when it arrived, if that batch holds the user
-  (``agents.decide.BatchGate``), then reads the
-  user's record from the local store (written after the batch's outputs were
-  acknowledged): the answer covers every decision emitted before the request.
+* **Freshness**: before reading, the request waits for the decide batch
+  committing when it arrived, if that batch holds the user
+  (``agents.decide.BatchGate``; a batch deciding has emitted nothing yet),
+  then reads the user's record from the local store (written after the
+  batch's outputs were acknowledged): the answer covers every decision
+  emitted before the request.
 * **Logs**: no VPA, token or txn id; a request is named by a short hash.
 
 The answers themselves are ``rewards.account`` (pure).
@@ -180,8 +181,8 @@ class RewardsApi:
 
     ``owner(partition)`` says who answers for a partition, ``read(partition,
     key)`` reads a stored record, ``forward(url, path, authorization)`` asks
-    another worker, ``settled(partition, vpa)`` waits for the decide batch in flight if
-    it holds that user.
+    another worker, ``settled(partition, vpa)`` waits for the decide batch committing
+    if it holds that user.
     """
 
     def __init__(

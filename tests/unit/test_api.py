@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import time as clock_time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
-from agents.decide import BatchGate
-from agents.partitioning import partition_for
+from agents.context import StageTopics
+from agents.decide import BatchGate, DecideBatch, decide_packs
+from agents.metrics import Metrics
+from agents.partitioning import Partitioner, partition_for
+from agents.store import MemoryStore
 from rewards.ledger import MemoryState, process
 from rewards.state import encode_user
+from schemas.packed import encode_pack
+from schemas.routed import RoutedTransaction
 from tests.unit.helpers import book, txn
 from topologies.api import (
     FORWARDED,
@@ -291,6 +300,33 @@ def test_a_read_waits_only_for_a_batch_holding_its_user() -> None:
     assert asyncio.run(scenario()) == ["read b@x", "committed", "read a@x", "read c@x"]
 
 
+class HeldSender:
+    """A ``Sender`` that acknowledges every record at once but the changelog's (on release)."""
+
+    def __init__(self, changelog_topic: str) -> None:
+        self.changelog_topic = changelog_topic
+        self.decided = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def partitioner(self, topic: str) -> Partitioner:
+        return Partitioner(4)
+
+    async def send_records(self, topic: str, p: int, records: Any) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if topic == self.changelog_topic:
+
+            async def later() -> None:
+                await self.release.wait()
+                fut.set_result(SimpleNamespace(offset=0))
+
+            asyncio.get_running_loop().create_task(later())
+        else:
+            fut.set_result(SimpleNamespace(offset=0))
+            if topic == "decisions":
+                self.decided.set()
+        return [(fut, len(records))]
+
+
 @pytest.mark.parametrize("per_user", [False, True])
 def test_a_request_after_the_decision_is_acked_sees_the_payment(per_user: bool) -> None:
     """The real decide batch and commit order, with the changelog ack held back.
@@ -299,48 +335,12 @@ def test_a_request_after_the_decision_is_acked_sees_the_payment(per_user: bool) 
     record reaches the store, must wait for the batch and then see the payment;
     also when the gate knows the batch's users (``per_user``, as the stage runs it).
     """
-    import time as clock_time
-    from types import SimpleNamespace
-    from typing import Any
-
-    from prometheus_client import CollectorRegistry
-
-    from agents.context import StageTopics
-    from agents.decide import DecideBatch
-    from agents.metrics import Metrics
-    from agents.partitioning import Partitioner
-    from agents.store import MemoryStore
-    from schemas.routed import RoutedTransaction
-
     rules = book()
     partition = partition_for(USER.encode(), 4)
     store = MemoryStore("state-changelog")
 
-    class HeldSender:
-        def __init__(self) -> None:
-            self.decided = asyncio.Event()
-            self.release = asyncio.Event()
-
-        async def partitioner(self, topic: str) -> Partitioner:
-            return Partitioner(4)
-
-        async def send_records(self, topic: str, p: int, records: Any) -> Any:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            if topic == store.changelog_topic:
-
-                async def later() -> None:
-                    await self.release.wait()
-                    fut.set_result(SimpleNamespace(offset=0))
-
-                asyncio.get_running_loop().create_task(later())
-            else:
-                fut.set_result(SimpleNamespace(offset=0))
-                if topic == "decisions":
-                    self.decided.set()
-            return [(fut, len(records))]
-
     async def scenario() -> tuple[int, bytes, bool]:
-        sender, gate = HeldSender(), BatchGate()
+        sender, gate = HeldSender(store.changelog_topic), BatchGate()
         topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
         batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
         event = txn(txn_id="T7", amount_paise=5_000_00)
@@ -385,3 +385,56 @@ def test_a_request_after_the_decision_is_acked_sees_the_payment(per_user: bool) 
     assert in_store_then is False  # the window this test is about is real
     assert status == 200, body
     assert orjson.loads(body)["coins_granted"] == 50
+
+
+def test_a_reader_waits_only_once_the_batch_commits() -> None:
+    """While the batch decides nothing of it is emitted: a reader goes on at once, and
+    sees the state before it. From the start of its commit a reader of its user waits."""
+    rules = book()
+    partition = partition_for(USER.encode(), 4)
+    store = MemoryStore("state-changelog")
+    key = USER.encode()
+
+    def pack(txn_id: str, offset: int) -> tuple[int, int, str, bytes]:
+        routed = RoutedTransaction(
+            txn=txn(txn_id=txn_id, amount_paise=5_000_00), source=f"f:0:{offset}", ingested_ns=0
+        )
+        return partition, offset, "by-payer", encode_pack([routed.model_dump_json().encode()])
+
+    async def scenario() -> list[str]:
+        sender, gate = HeldSender(store.changelog_topic), BatchGate()
+        topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
+        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
+        seen: list[str] = []
+
+        async def reader(name: str) -> None:
+            await gate.settled(partition, USER)
+            seen.append(f"{name}: stored={store.get(partition, key) is not None}")
+
+        decided_one = batch.pack
+
+        async def pack_then_read(*args: Any) -> None:
+            await decided_one(*args)
+            if not seen:  # between the two packs: the batch holds the user already
+                await asyncio.wait_for(reader("deciding"), 1)
+
+        batch.pack = pack_then_read  # type: ignore[method-assign]
+        deciding = asyncio.create_task(decide_packs(batch, [pack("T7", 1), pack("T8", 2)], gate))
+        committed = asyncio.create_task(sender.decided.wait())
+        await asyncio.wait({deciding, committed}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        if deciding.done():  # failed: the batch's own error says why
+            await deciding
+        assert committed.done()  # committing: decisions out, the store not written yet
+        waiting = asyncio.create_task(reader("committing"))
+        await asyncio.sleep(0.01)
+        seen.append(f"waiting: {not waiting.done()}")
+        sender.release.set()
+        await deciding
+        await waiting
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        "deciding: stored=False",
+        "waiting: True",
+        "committing: stored=True",
+    ]
