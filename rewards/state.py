@@ -64,8 +64,7 @@ if TYPE_CHECKING:
 #: The first byte of the user records this module writes (of pair records: ``PAIR_VERSION``).
 FORMAT_VERSION = 2
 PAIR_VERSION = 1
-_USER_VERSION = FORMAT_VERSION
-_USER_READS = (2, 1)
+_USER_READS = (FORMAT_VERSION, 1)
 _PAIR_READS = (1,)
 _RAW, _DEFLATED = 0, 1
 #: Bodies at least this long are deflated (if that makes them smaller).
@@ -85,9 +84,10 @@ _ZDICT = (
     b'["p2p-welcome","merchant-base","grocery-dining-boost"],[[0],[1],[1,2]],[],[],'
     b"[1,4,4,1,2,0,1,1],1000]"
 )
-#: A version 2 record leaves out trailing fields with these values (the first 8 always there).
-_HEAD_DEFAULTS: tuple[Any, ...] = (None,) * 8 + ([], [], [], [], [], [], 1)
+#: A version 2 record leaves out trailing fields with these values (the first
+#: ``_HEAD_REQUIRED`` are always there).
 _HEAD_REQUIRED = 8
+_HEAD_DEFAULTS: tuple[Any, ...] = (None,) * _HEAD_REQUIRED + ([], [], [], [], [], [], 1)
 SEP = "\x1f"
 
 
@@ -367,10 +367,8 @@ def encode_user(state: UserState) -> bytes:
             original = rec.original if at is None else at[0]
             refunds.append((i, newest - rec.day, original, rec.clawed))
     days = state.days
-    changed = [x for d, c in days.items() if derived.get(d) != c for x in (newest - d, c)]
-    if len(changed) > 2:
-        pairs = sorted(zip(changed[::2], changed[1::2], strict=True))
-        changed = [x for kv in pairs for x in kv]
+    moved = sorted((newest - d, c) for d, c in days.items() if derived.get(d) != c)
+    changed = [x for kv in moved for x in kv]
     gone = sorted(newest - d for d in derived if d not in days)
     f = state.fraud
     fraud: Any = None
@@ -399,7 +397,7 @@ def encode_user(state: UserState) -> bytes:
     ]
     while len(fields) > _HEAD_REQUIRED and fields[-1] == _HEAD_DEFAULTS[len(fields) - 1]:
         fields.pop()
-    return _pack(orjson.dumps(fields), _USER_VERSION)
+    return _pack(orjson.dumps(fields), FORMAT_VERSION)
 
 
 def decode_user(raw: bytes | None) -> UserState:
