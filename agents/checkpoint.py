@@ -143,6 +143,11 @@ class Checkpoint:
         """The key's value at the end of the batch (a later call for the key wins)."""
         self._staged.setdefault(partition, {})[key] = value
 
+    @property
+    def staged(self) -> Mapping[int, Mapping[bytes, bytes | None]]:
+        """What ``stage`` collected: partition -> key -> value at the end of the batch."""
+        return self._staged
+
     def consumed(self, topic: str, partition: int, offset: int) -> None:
         """An input record of the batch: with a transaction, its offset is committed in it."""
         nxt = offset + 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import faust
@@ -54,69 +54,55 @@ def _apply(item: RoutedTransaction | FraudFlag, book: Rules, state: UserState) -
     return process(item.txn, book, state, item.source)
 
 
-class BatchGate:
-    """Whether a decide batch is committing, for readers that must see its state.
+class CommitView:
+    """The records of the decide batch committing now, for readers of the store.
 
     A batch queues its outputs until its commit, and they are acknowledged
     before its records reach the local store (``agents.checkpoint``). So
     while it decides, nothing of it has been emitted and the store holds the
-    state before it: a reader needs no wait. From the start of its commit
-    (``begin``, by ``decide_packs``) to the end, a reader of a user the batch
-    holds waits for the end (``settled``), and then sees every decision
-    emitted before it arrived.
+    state before it. From the start of its commit (``begin``, once every
+    touched user's record is encoded, before the first output is sent) to
+    the end, a reader sees the batch's records (``read``): the state after
+    every decision the batch is emitting. No reader waits.
     """
 
     def __init__(self) -> None:
-        self._running: asyncio.Event | None = None
-        self._partitions: frozenset[int] = frozenset()
-        self._users: Container[str] | None = None
+        self._staged: Mapping[int, Mapping[bytes, bytes | None]] = {}
 
-    def begin(self, partitions: Iterable[int], users: Container[str] | None = None) -> None:
-        """A batch of these input partitions starts.
-
-        ``users``: the VPAs the batch holds, a live view that grows as it
-        decides (``DecideBatch.users``); ``None``: any user of the partitions.
-        """
-        self._partitions = frozenset(partitions)
-        self._users = users
-        self._running = asyncio.Event()
+    def begin(self, staged: Mapping[int, Mapping[bytes, bytes | None]]) -> None:
+        """A batch commits these records (partition -> key -> value, ``None`` deletes)."""
+        self._staged = staged
 
     def end(self) -> None:
-        if self._running is not None:
-            self._running.set()
-            self._running = None
-            self._partitions = frozenset()
-            self._users = None
+        self._staged = {}
 
-    async def settled(self, partition: int, vpa: str | None = None) -> None:
-        """Return once the batch in flight now has committed, if it holds ``partition``.
+    def reader(
+        self, store: Callable[[int, bytes], bytes | None]
+    ) -> Callable[[int, bytes], bytes | None]:
+        """``store``'s reads, with the committing batch's records in front of it."""
 
-        With ``vpa``, only if the batch holds that user (when it says which it holds).
-        """
-        running = self._running
-        if running is None or partition not in self._partitions:
-            return
-        users = self._users
-        if vpa is not None and users is not None and vpa not in users:
-            return
-        await running.wait()
+        def read(partition: int, key: bytes) -> bytes | None:
+            staged = self._staged.get(partition)
+            if staged is not None and key in staged:
+                return staged[key]
+            return store(partition, key)
+
+        return read
 
 
 async def decide_packs(
-    batch: DecideBatch, packs: Sequence[tuple[int, int, str, bytes | None]], gate: BatchGate
+    batch: DecideBatch,
+    packs: Sequence[tuple[int, int, str, bytes | None]],
+    view: CommitView | None = None,
 ) -> None:
     """Decide ``(partition, offset, topic, value)`` packs in one batch, then commit it.
 
-    The gate holds readers of the batch's users from the start of its commit
+    ``view`` shows the batch's records to readers from the start of its commit
     (its outputs are queued until then) to the end.
     """
-    try:
-        for partition, offset, topic, value in packs:
-            await batch.pack(partition, offset, topic, value)
-        gate.begin({partition for partition, _, _, _ in packs}, batch.users)
-        await batch.commit()
-    finally:
-        gate.end()
+    for partition, offset, topic, value in packs:
+        await batch.pack(partition, offset, topic, value)
+    await batch.commit(view)
 
 
 class DecideBatch:
@@ -212,13 +198,20 @@ class DecideBatch:
             self.topics.dead_letters, None, dead_letters.counted(letter, self.metrics)
         )
 
-    async def commit(self) -> None:
+    async def commit(self, view: CommitView | None = None) -> None:
         encoded = []
         for vpa, user in self.users.items():
             key, value = user_key(vpa), encode_user(user.state)
             self.checkpoint.stage(user.partition, key, value)
             encoded.append((key, user.state, value))
-        await self.checkpoint.commit()
+        if view is None:
+            await self.checkpoint.commit()
+        else:
+            view.begin(self.checkpoint.staged)  # no await since the last record was staged
+            try:
+                await self.checkpoint.commit()
+            finally:
+                view.end()
         if self.cache is not None:
             for key, state, value in encoded:
                 self.cache.put(key, state, value)
@@ -231,11 +224,10 @@ def attach_decide(
     store: PartitionStore,
     rules: Rules | Callable[[], Rules],
     cache_users: int = 0,
-    gate: BatchGate | None = None,
+    view: CommitView | None = None,
 ) -> None:
     app = ctx.app
     cache = StateCache(cache_users, lambda: int(app.consumer_generation_id))
-    gate = gate or BatchGate()
 
     current = rules if callable(rules) else (lambda: rules)
 
@@ -248,7 +240,7 @@ def attach_decide(
             (e.message.partition, e.message.offset, e.message.topic, e.message.value)
             for e in events
         ]
-        await decide_packs(batch, packs, gate)
+        await decide_packs(batch, packs, view)
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:

@@ -14,12 +14,12 @@
   decide agent's input). This worker answers when it owns it; otherwise it
   asks the owner (its web URL from Faust's partition assignor) and returns
   that answer. A forwarded request is never forwarded again (503 instead).
-* **Freshness**: before reading, the request waits for the decide batch
-  committing when it arrived, if that batch holds the user
-  (``agents.decide.BatchGate``; a batch deciding has emitted nothing yet),
-  then reads the user's record from the local store (written after the
-  batch's outputs were acknowledged): the answer covers every decision
-  emitted before the request.
+* **Freshness**: the request reads the user's record as the decide batch
+  committing when it arrived wrote it, if that batch holds the user
+  (``agents.decide.CommitView``), else from the local store (written after
+  a batch's outputs were acknowledged; a batch still deciding has emitted
+  nothing). No request waits: the answer covers every decision emitted
+  before the request.
 * **Logs**: no VPA, token or txn id; a request is named by a short hash.
 
 The answers themselves are ``rewards.account`` (pure).
@@ -43,7 +43,6 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from agents.decide import BatchGate
 from agents.metrics import Metrics
 from agents.partitioning import partition_for
 from rewards.account import payment_answer, rewards_answer
@@ -180,9 +179,8 @@ class RewardsApi:
     """Everything between a parsed request and its reply; Faust-free for unit tests.
 
     ``owner(partition)`` says who answers for a partition, ``read(partition,
-    key)`` reads a stored record, ``forward(url, path, authorization)`` asks
-    another worker, ``settled(partition, vpa)`` waits for the decide batch committing
-    if it holds that user.
+    key)`` reads a user's record (the committing batch's, else the store's),
+    ``forward(url, path, authorization)`` asks another worker.
     """
 
     def __init__(
@@ -194,14 +192,13 @@ class RewardsApi:
         owner: Callable[[int], Owner],
         read: Callable[[int, bytes], bytes | None],
         forward: Callable[[str, str, str], Awaitable[Reply]],
-        settled: Callable[[int, str], Awaitable[None]],
         metrics: Metrics | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.book, self.tokens, self.partitions = book, tokens, partitions
         self.limiter = RateLimiter(rate, clock)
-        self._owner, self._read, self._forward, self._settled = owner, read, forward, settled
+        self._owner, self._read, self._forward = owner, read, forward
         self.metrics, self._now = metrics, now
 
     async def handle(
@@ -277,7 +274,6 @@ class RewardsApi:
                 )
         if isinstance(owner, Unavailable):
             return _error(503, "not_ready", owner.why), "none"
-        await self._settled(partition, vpa)
         try:
             state = self._read(partition, key)
             user = None if state is None else decode_user(state)
@@ -331,7 +327,6 @@ def install(
     by_payer: str,
     table: str,
     read: Callable[[int, bytes], bytes | None],
-    gate: BatchGate,
     metrics: Metrics,
     ready: Callable[[], tuple[bool, str]],
     forward_timeout_s: float = 5.0,
@@ -362,7 +357,6 @@ def install(
         faust_owner(app, by_payer, table, ready),
         read,
         forward,
-        gate.settled,
         metrics,
     )
 

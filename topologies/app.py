@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agents.checkpoint import faust_sender
 from agents.circular import attach_circular
 from agents.context import StageContext, StageTopics
-from agents.decide import BatchGate, attach_decide
+from agents.decide import CommitView, attach_decide
 from agents.edge import Edge, EdgeConfig
 from agents.metrics import Metrics
 from agents.rules_feed import LiveRules, RulesFollower
@@ -190,7 +190,7 @@ def build_app(
             options=store_options,
         )
         attach_circular(ctx, by_pair, FaustTableStore(pairs), circular_ms, book.fraud.pair_late_ms)
-    gate = BatchGate()
+    committing = CommitView()
     state_store = FaustTableStore(state)
     attach_decide(
         ctx,
@@ -198,7 +198,7 @@ def build_app(
         state_store,
         lambda: live.versions,
         cache_users=settings.state_cache_users,
-        gate=gate,
+        view=committing,
     )
     edge = Edge(
         EdgeConfig(
@@ -294,8 +294,7 @@ def build_app(
         partitions=settings.partitions,
         by_payer=internal.by_payer,
         table=internal.state_table,
-        read=state_store.get,
-        gate=gate,
+        read=committing.reader(state_store.get),
         metrics=metrics,
         ready=ready,
         forward_timeout_s=settings.api_forward_timeout_s,

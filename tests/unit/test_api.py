@@ -15,12 +15,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.context import StageTopics
-from agents.decide import BatchGate, DecideBatch, decide_packs
+from agents.decide import CommitView, DecideBatch, decide_packs
 from agents.metrics import Metrics
 from agents.partitioning import Partitioner, partition_for
 from agents.store import MemoryStore
 from rewards.ledger import MemoryState, process
-from rewards.state import encode_user
+from rewards.state import decode_user, encode_user
 from schemas.packed import encode_pack
 from schemas.routed import RoutedTransaction
 from tests.unit.helpers import book, txn
@@ -62,9 +62,6 @@ def make(
         forwarded.append((url, path, auth))
         return Reply(200, b'{"from":"owner"}')
 
-    async def settled(partition: int, vpa: str) -> None:
-        return None
-
     clock = Clock()
     api = RewardsApi(
         rules,
@@ -74,7 +71,6 @@ def make(
         lambda p: owner or Local(p),
         lambda p, k: stored.get((p, k)),
         forward,
-        settled,
         now=lambda: datetime(2026, 11, 25, 6, 30, tzinfo=UTC),
         clock=clock,
     )
@@ -131,10 +127,7 @@ def test_no_tokens_file_turns_the_api_off() -> None:
     async def never(*_: object) -> Reply:
         raise AssertionError
 
-    async def settled(partition: int, vpa: str) -> None:
-        return None
-
-    api = RewardsApi(rules, None, 5, 4, Local, lambda p, k: None, never, settled)
+    api = RewardsApi(rules, None, 5, 4, Local, lambda p, k: None, never)
     assert call(api).status == 404
 
 
@@ -195,26 +188,21 @@ def test_tokens_file_skips_blanks_and_comments(tmp_path: Path) -> None:
     assert load_tokens(path) == [b"tok-a", b"tok-c"]
 
 
-def test_a_read_waits_for_the_batch_in_flight() -> None:
-    async def scenario() -> list[str]:
-        gate = BatchGate()
-        seen: list[str] = []
-        gate.begin({1, 3})
-
-        async def reader(partition: int) -> None:
-            await gate.settled(partition)
-            seen.append(f"read {partition}")
-
-        waiting = asyncio.create_task(reader(3))
-        await reader(2)  # not in the batch: no wait
-        await asyncio.sleep(0.01)
-        seen.append("committed")
-        gate.end()
-        await waiting
-        await reader(3)  # nothing in flight: no wait
-        return seen
-
-    assert asyncio.run(scenario()) == ["read 2", "committed", "read 3", "read 3"]
+def test_a_reader_sees_the_committing_batchs_records_then_the_stores() -> None:
+    stored = {(1, b"a"): b"old a", (1, b"b"): b"old b", (2, b"a"): b"other a"}
+    view = CommitView()
+    read = view.reader(lambda p, k: stored.get((p, k)))
+    assert read(1, b"a") == b"old a"
+    view.begin({1: {b"a": b"new a", b"c": None}, 3: {b"d": b"new d"}})
+    assert [read(1, b"a"), read(1, b"b"), read(1, b"c"), read(2, b"a"), read(3, b"d")] == [
+        b"new a",  # the batch's record
+        b"old b",  # same partition, not in the batch
+        None,  # the batch deletes it
+        b"other a",  # the same key in a partition the batch does not hold
+        b"new d",
+    ]
+    view.end()
+    assert [read(1, b"a"), read(3, b"d")] == [b"old a", None]
 
 
 def test_request_metrics_have_closed_labels_without_personal_data() -> None:
@@ -275,31 +263,6 @@ def test_a_store_error_is_a_500_and_the_log_names_no_user(caplog: pytest.LogCapt
     assert call(corrupt).status == 500
 
 
-def test_a_read_waits_only_for_a_batch_holding_its_user() -> None:
-    async def scenario() -> list[str]:
-        gate = BatchGate()
-        seen: list[str] = []
-        users: dict[str, object] = {"a@x": object()}
-        gate.begin({1}, users)
-
-        async def reader(partition: int, vpa: str) -> None:
-            await gate.settled(partition, vpa)
-            seen.append(f"read {vpa}")
-
-        waiting = asyncio.create_task(reader(1, "a@x"))
-        await reader(1, "b@x")  # same partition, not in the batch (yet): no wait
-        users["c@x"] = object()  # the batch reaches c@x: a reader of c@x now waits
-        waiting_c = asyncio.create_task(reader(1, "c@x"))
-        await asyncio.sleep(0.01)
-        seen.append("committed")
-        gate.end()
-        await waiting
-        await waiting_c
-        return seen
-
-    assert asyncio.run(scenario()) == ["read b@x", "committed", "read a@x", "read c@x"]
-
-
 class HeldSender:
     """A ``Sender`` that acknowledges every record at once but the changelog's (on release)."""
 
@@ -327,33 +290,23 @@ class HeldSender:
         return [(fut, len(records))]
 
 
-@pytest.mark.parametrize("per_user", [False, True])
-def test_a_request_after_the_decision_is_acked_sees_the_payment(per_user: bool) -> None:
+def test_a_request_after_the_decision_is_acked_sees_the_payment_without_waiting() -> None:
     """The real decide batch and commit order, with the changelog ack held back.
 
     A request arriving once the batch's decision is acknowledged, but before its
-    record reaches the store, must wait for the batch and then see the payment;
-    also when the gate knows the batch's users (``per_user``, as the stage runs it).
+    record reaches the store, sees the payment at once, from the committing batch.
     """
     rules = book()
     partition = partition_for(USER.encode(), 4)
     store = MemoryStore("state-changelog")
 
-    async def scenario() -> tuple[int, bytes, bool]:
-        sender, gate = HeldSender(store.changelog_topic), BatchGate()
+    async def scenario() -> tuple[int, bytes, bool, bool]:
+        sender, view = HeldSender(store.changelog_topic), CommitView()
         topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
         batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
         event = txn(txn_id="T7", amount_paise=5_000_00)
-        gate.begin({partition}, batch.users if per_user else None)
         batch.item(partition, RoutedTransaction(txn=event, source="f:0:1", ingested_ns=0))
-
-        async def decide() -> None:
-            try:
-                await batch.commit()
-            finally:
-                gate.end()
-
-        committing = asyncio.create_task(decide())
+        committing = asyncio.create_task(batch.commit(view))
         await sender.decided.wait()  # the decision is emitted; the store is not written yet
         in_store_then = store.get(partition, USER.encode()) is not None
 
@@ -366,30 +319,29 @@ def test_a_request_after_the_decision_is_acked_sees_the_payment(per_user: bool) 
             5,
             4,
             Local,
-            store.get,
+            view.reader(store.get),
             forward,
-            gate.settled,
             now=lambda: datetime(2026, 11, 25, tzinfo=UTC),
             clock=clock_time.monotonic,
         )
-        asking = asyncio.create_task(
-            api.handle("payment", {"vpa": USER, "txn_id": "T7"}, {}, AUTH, "/")
+        reply = await asyncio.wait_for(
+            api.handle("payment", {"vpa": USER, "txn_id": "T7"}, {}, AUTH, "/"), 1
         )
-        await asyncio.sleep(0.01)
+        still_committing = not committing.done()
         sender.release.set()
-        reply = await asking
         await committing
-        return reply.status, reply.body, in_store_then
+        return reply.status, reply.body, in_store_then, still_committing
 
-    status, body, in_store_then = asyncio.run(scenario())
+    status, body, in_store_then, still_committing = asyncio.run(scenario())
     assert in_store_then is False  # the window this test is about is real
+    assert still_committing  # answered while the changelog ack was still held
     assert status == 200, body
     assert orjson.loads(body)["coins_granted"] == 50
 
 
-def test_a_reader_waits_only_once_the_batch_commits() -> None:
-    """While the batch decides nothing of it is emitted: a reader goes on at once, and
-    sees the state before it. From the start of its commit a reader of its user waits."""
+def test_a_reader_sees_the_batch_only_once_it_commits() -> None:
+    """While the batch decides nothing of it is emitted: a reader sees the state before
+    it. From the start of its commit a reader sees the batch's records, before the store."""
     rules = book()
     partition = partition_for(USER.encode(), 4)
     store = MemoryStore("state-changelog")
@@ -401,40 +353,42 @@ def test_a_reader_waits_only_once_the_batch_commits() -> None:
         )
         return partition, offset, "by-payer", encode_pack([routed.model_dump_json().encode()])
 
+    def payments(record: bytes | None) -> list[str]:
+        return [] if record is None else sorted(decode_user(record).txns)
+
     async def scenario() -> list[str]:
-        sender, gate = HeldSender(store.changelog_topic), BatchGate()
+        sender, view = HeldSender(store.changelog_topic), CommitView()
         topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
         batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
+        read = view.reader(store.get)
         seen: list[str] = []
 
-        async def reader(name: str) -> None:
-            await gate.settled(partition, USER)
-            seen.append(f"{name}: stored={store.get(partition, key) is not None}")
+        def reader(name: str) -> None:
+            stored = store.get(partition, key) is not None
+            seen.append(f"{name}: stored={stored} sees={payments(read(partition, key))}")
 
         decided_one = batch.pack
 
         async def pack_then_read(*args: Any) -> None:
             await decided_one(*args)
             if not seen:  # between the two packs: the batch holds the user already
-                await asyncio.wait_for(reader("deciding"), 1)
+                reader("deciding")
 
         batch.pack = pack_then_read  # type: ignore[method-assign]
-        deciding = asyncio.create_task(decide_packs(batch, [pack("T7", 1), pack("T8", 2)], gate))
+        deciding = asyncio.create_task(decide_packs(batch, [pack("T7", 1), pack("T8", 2)], view))
         committed = asyncio.create_task(sender.decided.wait())
         await asyncio.wait({deciding, committed}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
         if deciding.done():  # failed: the batch's own error says why
             await deciding
         assert committed.done()  # committing: decisions out, the store not written yet
-        waiting = asyncio.create_task(reader("committing"))
-        await asyncio.sleep(0.01)
-        seen.append(f"waiting: {not waiting.done()}")
+        reader("committing")
         sender.release.set()
         await deciding
-        await waiting
+        reader("committed")
         return seen
 
     assert asyncio.run(scenario()) == [
-        "deciding: stored=False",
-        "waiting: True",
-        "committing: stored=True",
+        "deciding: stored=False sees=[]",
+        "committing: stored=False sees=['T7', 'T8']",
+        "committed: stored=True sees=['T7', 'T8']",
     ]
