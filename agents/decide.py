@@ -37,6 +37,9 @@ from schemas.flag import FraudFlag
 from schemas.packed import decode_txn_pack
 from schemas.routed import RoutedTransaction
 
+#: Encoding a batch's records yields to the event loop after this much time.
+_SLICE_S = 0.002
+
 
 @dataclass
 class _User:
@@ -200,10 +203,14 @@ class DecideBatch:
 
     async def commit(self, view: CommitView | None = None) -> None:
         encoded = []
+        turn = time.perf_counter() + _SLICE_S
         for vpa, user in self.users.items():
             key, value = user_key(vpa), encode_user(user.state)
             self.checkpoint.stage(user.partition, key, value)
             encoded.append((key, user.state, value))
+            if time.perf_counter() > turn:  # a long batch lets the other stages and the API in
+                await asyncio.sleep(0)
+                turn = time.perf_counter() + _SLICE_S
         if view is None:
             await self.checkpoint.commit()
         else:

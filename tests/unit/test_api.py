@@ -392,3 +392,41 @@ def test_a_reader_sees_the_batch_only_once_it_commits() -> None:
         "committing: stored=False sees=['T7', 'T8']",
         "committed: stored=True sees=['T7', 'T8']",
     ]
+
+
+def test_a_long_commit_lets_readers_in_and_shows_them_all_of_the_batch_or_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Encoding the batch's records yields to the loop (here after every user); a reader
+    that runs meanwhile sees the store's state, never part of the batch."""
+    import agents.decide
+
+    monkeypatch.setattr(agents.decide, "_SLICE_S", 0.0)
+    rules = book()
+    users = ["asha.k@pop", "ravi.kumar@okaxis", "meera.n@ybl"]
+    store = MemoryStore("state-changelog")
+
+    async def scenario() -> tuple[list[list[bool]], list[bool]]:
+        sender, view = HeldSender(store.changelog_topic), CommitView()
+        topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
+        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
+        read = view.reader(store.get)
+        keys = [(partition_for(u.encode(), 4), u.encode()) for u in users]
+        for i, user in enumerate(users):
+            event = txn(txn_id=f"T{i}", payer_vpa=user, amount_paise=5_000_00)
+            routed = RoutedTransaction(txn=event, source=f"f:0:{i}", ingested_ns=0)
+            batch.item(keys[i][0], routed)
+        committing = asyncio.create_task(batch.commit(view))
+        while_encoding: list[list[bool]] = []
+        while not sender.decided.is_set():
+            while_encoding.append([read(p, k) is not None for p, k in keys])
+            await asyncio.sleep(0)
+        committing_reads = [read(p, k) is not None for p, k in keys]
+        sender.release.set()
+        await committing
+        return while_encoding, committing_reads
+
+    while_encoding, committing_reads = asyncio.run(scenario())
+    assert len(while_encoding) >= 3  # the reader ran between the users' encodings
+    assert all(seen == [False, False, False] for seen in while_encoding)
+    assert committing_reads == [True, True, True]
