@@ -1,10 +1,11 @@
 """The per-user rewards API on the worker's web port: ``GET /v1/users/{vpa}/...``.
 
 * **Auth**: ``Authorization: Bearer <token>``, the token one of the lines of
-  ``REWARDS_API_TOKENS_FILE`` (read at start; blank lines and ``#`` comments
-  ignored), compared with ``hmac.compare_digest`` against every token. No
-  file: ``/v1/*`` answers 404 (the API is off). Missing/wrong token: 401
-  before anything else is looked at.
+  ``REWARDS_API_TOKENS_FILE`` (read at start and again when it changes,
+  ``TokenFile``; blank lines and ``#`` comments ignored), compared with
+  ``hmac.compare_digest`` against every token. No file: ``/v1/*`` answers
+  404 (the API is off). Missing/wrong token: 401 before anything else is
+  looked at.
 * **Rate limit**: a token bucket per token (``REWARDS_API_RATE_LIMIT``
   requests/s, burst of as many), per worker: 429 past it.
 * **Routing**: the user's partition is the one the ingest edge sends the
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -111,6 +113,56 @@ class Tokens:
         return short_hash(candidate.decode(errors="replace")) if found and candidate else None
 
 
+class TokenFile:
+    """The tokens of a tokens file, read again when the file changes.
+
+    ``check`` looks at the file (``os.stat``: inode, size, mtime) at most once
+    every ``every`` seconds and reloads it when any of them changed, so a
+    token is added or revoked by changing the file (a Kubernetes Secret mount
+    swaps it in place) without a restart. A file that cannot be read fails
+    closed: no token is accepted until it can be read again. The first read
+    happens here and raises ``TokensFileError``.
+    """
+
+    def __init__(
+        self, path: Path, every: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path, self._every, self._clock = path, every, clock
+        self._stamp = self._stat()
+        self.count = len(accepted := load_tokens(path))
+        self._tokens = Tokens(accepted)
+        self._next = clock() + every
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def current(self) -> Tokens:
+        now = self._clock()
+        if now < self._next:
+            return self._tokens
+        self._next = now + self._every
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self._tokens
+        try:
+            accepted = load_tokens(self.path)
+        except TokensFileError as exc:
+            if self._stamp is not None or self.count:  # once per failure, not per request
+                log.error("per-user API: %s; no token is accepted until it can be read", exc)
+            self._tokens, self._stamp, self.count = Tokens([]), None, 0
+            return self._tokens
+        self._tokens, self._stamp, self.count = Tokens(accepted), stamp, len(accepted)
+        log.info("per-user API: tokens file changed: %d tokens from %s", self.count, self.path)
+        return self._tokens
+
+    def check(self, authorization: str | None) -> str | None:
+        return self.current().check(authorization)
+
+
 class RateLimiter:
     """A token bucket per key: ``rate`` a second, bursts of up to ``rate``."""
 
@@ -186,7 +238,7 @@ class RewardsApi:
     def __init__(
         self,
         book: RuleBook,
-        tokens: Tokens | None,
+        tokens: Tokens | TokenFile | None,
         rate: float,
         partitions: int,
         owner: Callable[[int], Owner],
@@ -334,13 +386,12 @@ def install(
     """Add the ``/v1`` views to the app's web server."""
     import aiohttp
 
-    tokens = None
+    tokens: TokenFile | None = None
     if tokens_file is None:
         log.info("per-user API off (no REWARDS_API_TOKENS_FILE)")
     else:
-        accepted = load_tokens(tokens_file)
-        tokens = Tokens(accepted)
-        log.info("per-user API on: %d tokens from %s", len(accepted), tokens_file)
+        tokens = TokenFile(tokens_file)
+        log.info("per-user API on: %d tokens from %s", tokens.count, tokens_file)
     timeout = aiohttp.ClientTimeout(total=forward_timeout_s)
 
     async def forward(url: str, path_qs: str, authorization: str) -> Reply:

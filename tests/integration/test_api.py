@@ -304,8 +304,8 @@ def test_an_answer_reflects_every_decision_emitted_before_it(broker, workers, tm
 
     End to end on a live worker. The window this guards (outputs acknowledged,
     store not yet written) is shorter than a consumer's fetch, so this run
-    alone would rarely catch a missing wait; tests/unit/test_api.py holds the
-    changelog ack back to catch it every time.
+    alone would rarely catch a read that skips the committing batch;
+    tests/unit/test_api.py holds the changelog ack back to catch it every time.
     """
     from tests.unit.helpers import raw
 
@@ -342,3 +342,32 @@ def test_an_answer_reflects_every_decision_emitted_before_it(broker, workers, tm
             assert body["amount_paise"] == 10_000 + i
     finally:
         tail.close()
+
+
+def test_a_rotated_token_is_taken_without_a_restart(broker, workers, tmp_path):
+    """Change the tokens file under a running worker: the new token works, the old one no
+    longer does, within a few seconds, and the log names neither."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\n")
+    worker = workers.start(env={"REWARDS_API_TOKENS_FILE": str(tokens)})
+    deadline = time.monotonic() + 120
+    while get(worker, "/readyz", token=None)[0] != 200:
+        assert time.monotonic() < deadline, "worker not ready"
+        time.sleep(0.3)
+    path = "/v1/users/rotate.me@okaxis/rewards"
+    assert get(worker, path)[0] == 200
+    rotated = "rotated-" + "y" * 32
+    tokens.write_text(f"# rotated\n{rotated}\n")
+    deadline = time.monotonic() + 10
+    while get(worker, path, token=rotated)[0] != 200:
+        assert time.monotonic() < deadline, "the new token was not taken"
+        time.sleep(0.2)
+    assert get(worker, path)[0] == 401
+    tokens.unlink()
+    deadline = time.monotonic() + 10
+    while get(worker, path, token=rotated)[0] != 401:
+        assert time.monotonic() < deadline, "an unreadable file still accepts tokens"
+        time.sleep(0.2)
+    log = worker.log.read_text(errors="replace")
+    assert "tokens file changed: 1 tokens" in log
+    assert TOKEN not in log and rotated not in log

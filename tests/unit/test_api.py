@@ -430,3 +430,46 @@ def test_a_long_commit_lets_readers_in_and_shows_them_all_of_the_batch_or_none(
     assert len(while_encoding) >= 3  # the reader ran between the users' encodings
     assert all(seen == [False, False, False] for seen in while_encoding)
     assert committing_reads == [True, True, True]
+
+
+def test_a_changed_tokens_file_is_read_again_and_an_unreadable_one_accepts_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from topologies.api import TokenFile
+
+    path = tmp_path / "tokens"
+    path.write_text("tok-old\n")
+    clock = Clock()
+    tokens = TokenFile(path, every=1.0, clock=clock)
+    old, new = "Bearer tok-old", "Bearer tok-new-and-longer"
+    assert (tokens.count, tokens.check(old) is not None, tokens.check(new)) == (1, True, None)
+    path.write_text("# rotated\ntok-new-and-longer\n")
+    assert tokens.check(old) is not None  # not looked at again before `every`
+    clock.t = 1.0
+    assert (tokens.check(old), tokens.check(new) is not None, tokens.count) == (None, True, 1)
+    path.unlink()
+    clock.t = 2.0
+    assert (tokens.check(new), tokens.count) == (None, 0)  # fails closed
+    clock.t = 3.0
+    assert tokens.check(new) is None  # still gone: no second error line
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "tok-" not in errors[0].getMessage()
+    path.write_text("tok-new-and-longer\ntok-3\n")
+    clock.t = 4.0
+    assert (tokens.check(new) is not None, tokens.count) == (True, 2)
+    assert all("tok-" not in r.getMessage() for r in caplog.records)
+
+
+def test_the_api_checks_tokens_against_the_file_as_it_is_now(tmp_path: Path) -> None:
+    from topologies.api import TokenFile
+
+    path = tmp_path / "tokens"
+    path.write_text("tok-1\n")
+    clock = Clock()
+    api, _, _ = make(tokens=None)
+    api.tokens = TokenFile(path, every=0.5, clock=clock)
+    assert call(api).status == 200
+    path.write_text("tok-2\n")
+    clock.t = 1.0
+    assert call(api).status == 401
+    assert call(api, headers={"Authorization": "Bearer tok-2"}).status == 200
