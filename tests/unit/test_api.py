@@ -374,7 +374,7 @@ def test_a_reader_sees_the_batch_only_once_it_commits() -> None:
             if not seen:  # between the two packs: the batch holds the user already
                 reader("deciding")
 
-        batch.pack = pack_then_read  # type: ignore[method-assign]
+        batch.pack = pack_then_read  # type: ignore[method-assign,assignment]
         deciding = asyncio.create_task(decide_packs(batch, [pack("T7", 1), pack("T8", 2)], view))
         committed = asyncio.create_task(sender.decided.wait())
         await asyncio.wait({deciding, committed}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
