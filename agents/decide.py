@@ -65,7 +65,7 @@ class CommitView:
     while it decides, nothing of it has been emitted and the store holds the
     state before it. From the start of its commit (``begin``, once every
     touched user's record is encoded, before the first output is sent) to
-    the end, a reader sees the batch's records (``read``): the state after
+    the end, a reader sees the batch's records (``reader``): the state after
     every decision the batch is emitting. No reader waits.
     """
 
