@@ -15,8 +15,8 @@
   decide agent's input). This worker answers when it owns it; otherwise it
   asks the owner (its web URL from Faust's partition assignor) and returns
   that answer. A forwarded request is never forwarded again (503 instead).
-* **Freshness**: the request reads the user's record as the decide batch
-  committing when it arrived wrote it, if that batch holds the user
+* **Freshness**: the request reads the user's record from the decide batch
+  committing when it arrives, if that batch holds the user
   (``agents.decide.CommitView``), else from the local store (written after
   a batch's outputs were acknowledged; a batch still deciding has emitted
   nothing). No request waits: the answer covers every decision emitted
