@@ -386,9 +386,11 @@ def _decide(
         return decided("GRANTED", coins, *reasons, grant=grant)
     # A SUCCESS REFUND.
     original = user.payments.get(txn.original_txn_id or "")
-    remember()
     if original is None:
+        remember()
         return decided("NO_REWARD", 0, "unknown_payment")
+    # Remembered as long as the payment it refunds, however old its own day.
+    user.records[txn.txn_id] = max(day, user.records[txn.original_txn_id or ""])
     original.refunded += txn.amount_paise
     if original.granted == 0:
         return decided("NO_REWARD", 0, "unrewarded_payment")

@@ -406,6 +406,38 @@ def test_a_refund_of_an_expired_payment_claws_back_nothing():
     assert effects[3].grants == ()
 
 
+def test_a_refund_dated_beyond_the_horizon_is_kept_as_long_as_its_payment():
+    """Found by the property test: a refund whose own day is beyond the horizon, of a
+    payment still held, claws back; a resend of it after another event must stay a
+    DUPLICATE (it was forgotten at once, and clawed again under the same grant id)."""
+    b = book({"id": "flat", "reward": {"flat_coins": 10}})
+    old = _days_before(NEWEST, 63)
+    got, effects, state = agree(
+        [
+            txn(txn_id="P", event_time=NEWEST),
+            txn(txn_id="Q", event_time=NEWEST),
+            refund("R", "P", 50_000, event_time=old),
+            txn(txn_id="S", event_time=NEWEST),  # R is no longer the last event
+            refund("R", "Q", 50_000, event_time=old),
+            refund("R", "P", 50_000, event_time=old),
+        ],
+        b,
+    )
+    assert [(t, o, c) for t, o, c, _ in got] == [
+        ("P", "GRANTED", 10),
+        ("Q", "GRANTED", 10),
+        ("R", "CLAWED_BACK", 5),
+        ("S", "GRANTED", 10),
+        ("R", "DUPLICATE", 0),
+        ("R", "DUPLICATE", 0),
+    ]
+    ids = [g.grant_id for e in effects for g in e.grants]
+    assert len(ids) == len(set(ids))
+    user = state[effects[0].decision.user_vpa]
+    assert (user.txns["P"].refunded, user.txns["Q"].refunded) == (50_000, 0)
+    assert decode_user(encode_user(user)) == user
+
+
 def test_a_resend_of_an_expired_payment_is_beyond_the_horizon_not_a_duplicate():
     b = book({"id": "flat", "reward": {"flat_coins": 10}})
     old = txn(txn_id="OLD", event_time=_days_before(NEWEST, 63))
