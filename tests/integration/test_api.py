@@ -299,6 +299,18 @@ def api_count(worker: Worker, route: str) -> float:
     return total
 
 
+def _ready_api_worker(workers, tmp_path: Path) -> tuple[Path, Worker]:
+    """One worker with the API on (its tokens file holds ``TOKEN``), once it is ready."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\n")
+    worker = workers.start(env={"REWARDS_API_TOKENS_FILE": str(tokens)})
+    deadline = time.monotonic() + 120
+    while get(worker, "/readyz", token=None)[0] != 200:
+        assert time.monotonic() < deadline, "worker not ready"
+        time.sleep(0.3)
+    return tokens, worker
+
+
 def test_an_answer_reflects_every_decision_emitted_before_it(broker, workers, tmp_path):
     """Ask the moment a payment's decision is read off the topic: the answer holds it.
 
@@ -309,13 +321,7 @@ def test_an_answer_reflects_every_decision_emitted_before_it(broker, workers, tm
     """
     from tests.unit.helpers import raw
 
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{TOKEN}\n")
-    worker = workers.start(env={"REWARDS_API_TOKENS_FILE": str(tokens)})
-    deadline = time.monotonic() + 120
-    while get(worker, "/readyz", token=None)[0] != 200:
-        assert time.monotonic() < deadline, "worker not ready"
-        time.sleep(0.3)
+    _, worker = _ready_api_worker(workers, tmp_path)
     vpa = "fresh.user@okaxis"
     tail = TopicTail([broker.bootstrap], [topics.DECISIONS])
     prod = producer([broker.bootstrap])
@@ -347,13 +353,7 @@ def test_an_answer_reflects_every_decision_emitted_before_it(broker, workers, tm
 def test_a_rotated_token_is_taken_without_a_restart(broker, workers, tmp_path):
     """Change the tokens file under a running worker: the new token works, the old one no
     longer does, within a few seconds, and the log names neither."""
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{TOKEN}\n")
-    worker = workers.start(env={"REWARDS_API_TOKENS_FILE": str(tokens)})
-    deadline = time.monotonic() + 120
-    while get(worker, "/readyz", token=None)[0] != 200:
-        assert time.monotonic() < deadline, "worker not ready"
-        time.sleep(0.3)
+    tokens, worker = _ready_api_worker(workers, tmp_path)
     path = "/v1/users/rotate.me@okaxis/rewards"
     assert get(worker, path)[0] == 200
     rotated = "rotated-" + "y" * 32
