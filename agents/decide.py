@@ -211,13 +211,12 @@ class DecideBatch:
             if time.perf_counter() > turn:  # a long batch lets the other stages and the API in
                 await asyncio.sleep(0)
                 turn = time.perf_counter() + _SLICE_S
-        if view is None:
-            await self.checkpoint.commit()
-        else:
+        if view is not None:
             view.begin(self.checkpoint.staged)  # no await since the last record was staged
-            try:
-                await self.checkpoint.commit()
-            finally:
+        try:
+            await self.checkpoint.commit()
+        finally:
+            if view is not None:
                 view.end()
         if self.cache is not None:
             for key, state, value in encoded:

@@ -370,9 +370,9 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
             clawed = max(due - payment.clawed, 0)
             payment.clawed += clawed
             reasons = [_REFUND_CLAWBACK if clawed else _NOTHING_LEFT]
-    # A refund of a payment held is kept as long as the payment is (its day at
-    # least the payment's), however old its own time: a resend of it stays a
-    # DUPLICATE and never counts the refunded amount twice.
+    # A refund of a payment still in the state is kept as long as the payment
+    # (its day at least the payment's), however old its own time: a resend of
+    # it stays a DUPLICATE and never counts the refunded amount twice.
     kept_day = day if type(payment) is not Payment else max(day, payment.day)
     event.record(txn.txn_id, Refund(kept_day, original_id, clawed))
     if clawed:
