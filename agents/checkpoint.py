@@ -40,6 +40,8 @@ from agents.store import PartitionStore
 
 #: (key, value) of one record; a value of None is a tombstone.
 Record = tuple[bytes | None, bytes | None]
+#: (partition, offset, topic, value) of one input record of a stage: a pack.
+Pack = tuple[int, int, str, bytes | None]
 
 
 class Sender(Protocol):
@@ -53,6 +55,39 @@ class Sender(Protocol):
     ) -> list[tuple[Awaitable[Any], int]]:
         """Queue ``records`` in order; each (future, n) resolves (RecordMetadata with the
         chunk's base offset) when the broker has the chunk's ``n`` records."""
+
+
+class StageBatch(Protocol):
+    """One batch of a stateful stage, as ``commit_in_steps`` drives it."""
+
+    #: packs taken, and the events in them, so far
+    packs: int
+    events: int
+
+    async def pack(self, partition: int, offset: int, topic: str, value: bytes | None) -> None:
+        """Decide one input pack (its outputs are queued until ``commit``)."""
+
+    async def commit(self) -> None:
+        """Commit the batch in the checkpoint order."""
+
+    def following(self) -> StageBatch:
+        """The stage's next batch, once this one has committed."""
+
+
+async def commit_in_steps(batch: StageBatch, packs: Sequence[Pack], max_events: int) -> None:
+    """Take ``packs`` in order and commit them: once, or with ``max_events`` each time
+    a batch has taken that many events (at a pack boundary), each step a whole
+    checkpoint. A backlog's take of full packs (32 of 500 events) then commits in
+    steps and its outputs flow steadily. A crash between steps replays the take
+    from its first pack; the replay marks skip what the committed steps decided.
+    """
+    for partition, offset, topic, value in packs:
+        await batch.pack(partition, offset, topic, value)
+        if max_events and batch.events >= max_events:
+            await batch.commit()
+            batch = batch.following()
+    if batch.packs:
+        await batch.commit()
 
 
 @runtime_checkable

@@ -19,9 +19,9 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents import dead_letters
-from agents.checkpoint import Checkpoint, Sender
+from agents.checkpoint import Checkpoint, Sender, commit_in_steps
 from agents.context import StageContext, StageTopics
-from agents.guard import run_batches
+from agents.guard import packs_of, run_batches
 from agents.metrics import Metrics
 from agents.partitioning import Partitioner
 from agents.store import PartitionStore
@@ -53,9 +53,16 @@ class CircularBatch:
         self.applied: dict[str, list[PairPayment]] = {}
         self.flags: dict[int, list[bytes]] = {}
         self.now_ns = time.time_ns()
+        self.packs = self.events = 0  # taken so far
+        self._args = (sender, store, topics, partitioner, window_ms, lateness_ms, metrics)
 
-    async def pack(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
+    def following(self) -> CircularBatch:
+        """The next batch of the stage, once this one has committed."""
+        return CircularBatch(*self._args)
+
+    async def pack(self, partition: int, offset: int, topic: str, value: bytes | None) -> None:
         self.checkpoint.consumed(topic, partition, offset)
+        self.packs += 1
         try:
             items = decode_pair_pack(value)
         except Exception as exc:
@@ -64,6 +71,7 @@ class CircularBatch:
             )
             self._dead_letter(letter)
             return
+        self.events += len(items)
         for i, pair in enumerate(items):
             key = pair_key(pair.payer_vpa, pair.payee_vpa)
             try:
@@ -131,10 +139,7 @@ def attach_circular(
             lateness_ms,
             ctx.metrics,
         )
-        for event in events:
-            msg = event.message
-            await batch.pack(msg.topic, msg.partition, msg.offset, msg.value)
-        await batch.commit()
+        await commit_in_steps(batch, packs_of(events), ctx.batch_events)
 
     app = ctx.app
 

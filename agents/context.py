@@ -40,6 +40,9 @@ class StageContext:
     #: packs per batch, and how long a batch may wait to fill
     batch_max: int
     within_s: float
+    #: events a stage decides before it commits, at a pack boundary (0: one commit per
+    #: take): a backlog's takes of full packs commit in steps, so outputs flow steadily
+    batch_events: int = 0
     #: per stage ("decide", "circular"): its own transactional sender (exactly_once)
     stage_senders: Mapping[str, Sender] = field(default_factory=dict)
     #: checks a never-committed partition's first record against its log start, and

@@ -23,9 +23,9 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents import dead_letters
-from agents.checkpoint import Checkpoint, Sender
+from agents.checkpoint import Checkpoint, Pack, Sender, commit_in_steps
 from agents.context import StageContext, StageTopics
-from agents.guard import run_batches
+from agents.guard import packs_of, run_batches
 from agents.metrics import Metrics
 from agents.store import PartitionStore, StateCache
 from rewards.ledger import Effects, Rules, apply_flag, process
@@ -95,17 +95,19 @@ class CommitView:
 
 async def decide_packs(
     batch: DecideBatch,
-    packs: Sequence[tuple[int, int, str, bytes | None]],
+    packs: Sequence[Pack],
     view: CommitView | None = None,
+    max_events: int = 0,
 ) -> None:
-    """Decide ``(partition, offset, topic, value)`` packs in one batch, then commit it.
+    """Decide ``(partition, offset, topic, value)`` packs in order and commit them
+    (``agents.checkpoint.commit_in_steps``: in steps of ``max_events``, if set).
 
-    ``view`` shows the batch's records to readers from the start of its commit
+    ``view`` shows a batch's records to readers from the start of its commit
     (its outputs are queued until then) to the end.
     """
-    for partition, offset, topic, value in packs:
-        await batch.pack(partition, offset, topic, value)
-    await batch.commit(view)
+    if view is not None:
+        batch.view = view
+    await commit_in_steps(batch, packs, max_events)
 
 
 class DecideBatch:
@@ -119,12 +121,26 @@ class DecideBatch:
         book: Rules,
         metrics: Metrics,
         cache: StateCache | None = None,
+        view: CommitView | None = None,
     ) -> None:
         self.checkpoint = Checkpoint(sender, store, metrics.timing("decide"))
-        self.cache = cache
+        self.cache, self.view = cache, view
         self.store, self.topics, self.book, self.metrics = store, topics, book, metrics
         self.users: dict[str, _User] = {}
         self.decided: list[tuple[Effects, int]] = []
+        self.packs = self.events = 0  # taken so far
+
+    def following(self) -> DecideBatch:
+        """The next batch of the same stage, once this one has committed."""
+        return DecideBatch(
+            self.checkpoint.sender,
+            self.store,
+            self.topics,
+            self.book,
+            self.metrics,
+            self.cache,
+            self.view,
+        )
 
     def _user(self, vpa: str, partition: int) -> _User:
         user = self.users.get(vpa)
@@ -141,12 +157,14 @@ class DecideBatch:
 
     async def pack(self, partition: int, offset: int, topic: str, value: bytes | None) -> None:
         self.checkpoint.consumed(topic, partition, offset)
+        self.packs += 1
         where = Source(topic, partition, offset)
         try:
             items = decode_txn_pack(value)
         except Exception as exc:  # not ours to decide: park the whole pack
             self._dead_letter(dead_letters.internal_error(where, exc, value or b""))
             return
+        self.events += len(items)
         for item in items:
             self.item(partition, item)
         await asyncio.sleep(0)  # let the other stages and the heartbeats run between packs
@@ -202,6 +220,9 @@ class DecideBatch:
         )
 
     async def commit(self, view: CommitView | None = None) -> None:
+        """Encode every touched user's record, then commit (``agents.checkpoint``); ``view``
+        (else the batch's own) shows the records from the first send to the end."""
+        view = view if view is not None else self.view
         encoded = []
         turn = time.perf_counter() + _SLICE_S
         for vpa, user in self.users.items():
@@ -242,11 +263,7 @@ def attach_decide(
         batch = DecideBatch(
             ctx.sender_for("decide"), store, ctx.topics, current(), ctx.metrics, cache
         )
-        packs = [
-            (e.message.partition, e.message.offset, e.message.topic, e.message.value)
-            for e in events
-        ]
-        await decide_packs(batch, packs, view)
+        await decide_packs(batch, packs_of(events), view, ctx.batch_events)
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:

@@ -32,6 +32,7 @@ import faust
 from faust.streams import Stream
 from faust.types import EventT, StreamT
 
+from agents.checkpoint import Pack
 from workarounds.continuity import GapProbe, OnGap, RecordSkipped, fail_on_gap, for_faust
 from workarounds.stall_watch import StreamStalled
 
@@ -97,6 +98,13 @@ def fail_stop(stage: str, exc: BaseException) -> NoReturn:
         with contextlib.suppress(OSError):  # cannot re-execute: exit instead
             os.execv(sys.executable, sys.orig_argv)
     os._exit(FAIL_STOP_STATUS)
+
+
+def packs_of(events: Sequence[EventT[bytes]]) -> list[Pack]:
+    """A take's records as ``(partition, offset, topic, value)`` (``commit_in_steps``)."""
+    return [
+        (e.message.partition, e.message.offset, e.message.topic, e.message.value) for e in events
+    ]
 
 
 async def whole_batch(

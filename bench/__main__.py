@@ -703,7 +703,7 @@ def bench_latency(
                 "events": len(part),
                 "achieved_per_s": round(achieved),
             }
-            for g, name in (("0", "young_gc"), ("2", "full_gc")):
+            for g, name in (("0", "young_gc"), ("1", "middle_gc"), ("2", "full_gc")):
                 n = gcs_after.get(g, (0, 0.0))[0] - gcs_before.get(g, (0, 0.0))[0]
                 secs = gcs_after.get(g, (0, 0.0))[1] - gcs_before.get(g, (0, 0.0))[1]
                 result[f"{name}s"] = n
@@ -1081,7 +1081,8 @@ def table(res: dict[str, Any]) -> str:
                 f"{_num(r.get('p999_ms'))} ms | | | | {r['matched']:,} decisions, max "
                 f"{_num(r.get('max_ms'))} ms, achieved {r['achieved_per_s']:,} ev/s, "
                 f"{lat['seconds_per_rate']:g} s; GCs: {r.get('full_gcs', 0)} full of "
-                f"{_num(r.get('full_gc_mean_ms'))} ms, {r.get('young_gcs', 0):,} young of "
+                f"{_num(r.get('full_gc_mean_ms'))} ms, {r.get('middle_gcs', 0):,} gen-1 of "
+                f"{_num(r.get('middle_gc_mean_ms'))} ms, {r.get('young_gcs', 0):,} young of "
                 f"{_num(r.get('young_gc_mean_ms'))} ms |"
             )
     p = res.get("pipeline")

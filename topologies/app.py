@@ -172,6 +172,7 @@ def build_app(
         partitions=settings.partitions,
         batch_max=settings.pack_batch_max,
         within_s=settings.batch_within_ms / 1000,
+        batch_events=settings.batch_events,
     )
     circular_ms = book.fraud.circular_ms
     if circular_ms is not None:

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     pack_batch_max: int = Field(
         default=32, ge=1, description="packs (of up to 500 events) a stateful stage takes per batch"
     )
+    batch_events: int = Field(
+        default=2000,
+        ge=0,
+        description="events a stateful stage decides before it commits, at a pack boundary "
+        "(0: one commit per batch of packs); under a backlog a batch of full packs holds "
+        "16,000 events, committed in steps so decisions flow steadily",
+    )
     state_cache_users: int = Field(
         default=20_000,
         ge=0,
