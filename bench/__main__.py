@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import itertools
 import os
 import platform
 import re
@@ -266,8 +267,8 @@ def wait_quiet(
 
 def rate(stamps: list[int], n: int) -> dict[str, Any]:
     """Events per second between the first and last output; and between the 5th and
-    95th percentile outputs (steady state: no ramp-up or tail), and the per-second
-    output counts so stalls show."""
+    95th percentile outputs (steady state: no ramp-up or tail), the per-second
+    output counts and the longest pause between two outputs, so stalls show."""
     stamps = sorted(stamps)
     first, last = stamps[0], stamps[-1]
     seconds = max(last - first, 1) / 1000
@@ -282,6 +283,7 @@ def rate(stamps: list[int], n: int) -> dict[str, Any]:
         "events_per_s": round(n / seconds),
         "steady_events_per_s": round(0.9 * len(stamps) / max(hi - lo, 1) * 1000),
         "outputs_per_second": [per_second[k] for k in range(max(per_second) + 1)],
+        "longest_pause_ms": max((b - a for a, b in itertools.pairwise(stamps)), default=0),
     }
 
 
@@ -1048,7 +1050,8 @@ def table(res: dict[str, Any]) -> str:
         rows.append(
             f"| upi-rewards, {n} worker{'s' * (n > 1)}{eos} | **{p['events_per_s']:,} ev/s** | "
             f"{_num(w.get('cpu_us_per_event'))} | {ratios(p['events_per_s'])} | "
-            f"{p['events']:,} events, steady {p['steady_events_per_s']:,} ev/s, accounted "
+            f"{p['events']:,} events, steady {p['steady_events_per_s']:,} ev/s, longest pause "
+            f"between two decisions {p.get('longest_pause_ms', 0):,} ms, accounted "
             f"{p['accounted']}, workers at {w.get('cpu_share_of_one_core', 0):.0%} of one core, "
             f"load {p['load_avg']} |"
         )
