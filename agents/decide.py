@@ -23,7 +23,7 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents import dead_letters
-from agents.checkpoint import Checkpoint, Pack, Sender, commit_in_steps
+from agents.checkpoint import Checkpoint, Sender, commit_in_steps
 from agents.context import StageContext, StageTopics
 from agents.guard import packs_of, run_batches
 from agents.metrics import Metrics
@@ -91,23 +91,6 @@ class CommitView:
             return store(partition, key)
 
         return read
-
-
-async def decide_packs(
-    batch: DecideBatch,
-    packs: Sequence[Pack],
-    view: CommitView | None = None,
-    max_events: int = 0,
-) -> None:
-    """Decide ``(partition, offset, topic, value)`` packs in order and commit them
-    (``agents.checkpoint.commit_in_steps``: in steps of ``max_events``, if set).
-
-    ``view`` shows a batch's records to readers from the start of its commit
-    (its outputs are queued until then) to the end.
-    """
-    if view is not None:
-        batch.view = view
-    await commit_in_steps(batch, packs, max_events)
 
 
 class DecideBatch:
@@ -219,10 +202,10 @@ class DecideBatch:
             self.topics.dead_letters, None, dead_letters.counted(letter, self.metrics)
         )
 
-    async def commit(self, view: CommitView | None = None) -> None:
-        """Encode every touched user's record, then commit (``agents.checkpoint``); ``view``
-        (else the batch's own) shows the records from the first send to the end."""
-        view = view if view is not None else self.view
+    async def commit(self) -> None:
+        """Encode every touched user's record, then commit (``agents.checkpoint``); the
+        batch's ``view`` shows the records from the first send to the end."""
+        view = self.view
         encoded = []
         turn = time.perf_counter() + _SLICE_S
         for vpa, user in self.users.items():
@@ -261,9 +244,9 @@ def attach_decide(
     async def decide_batch(events: Sequence[EventT[bytes]]) -> None:
         # The versions known now, for the whole batch (a new one joins between batches).
         batch = DecideBatch(
-            ctx.sender_for("decide"), store, ctx.topics, current(), ctx.metrics, cache
+            ctx.sender_for("decide"), store, ctx.topics, current(), ctx.metrics, cache, view
         )
-        await decide_packs(batch, packs_of(events), view, ctx.batch_events)
+        await commit_in_steps(batch, packs_of(events), ctx.batch_events)
 
     @app.agent(by_payer, name="decide")
     async def decide(stream: StreamT[bytes]) -> None:

@@ -14,8 +14,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agents.checkpoint import commit_in_steps
 from agents.context import StageTopics
-from agents.decide import CommitView, DecideBatch, decide_packs
+from agents.decide import CommitView, DecideBatch
 from agents.metrics import Metrics
 from agents.partitioning import Partitioner, partition_for
 from agents.store import MemoryStore
@@ -303,10 +304,10 @@ def test_a_request_after_the_decision_is_acked_sees_the_payment_without_waiting(
     async def scenario() -> tuple[int, bytes, bool, bool]:
         sender, view = HeldSender(store.changelog_topic), CommitView()
         topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
-        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
+        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()), view=view)
         event = txn(txn_id="T7", amount_paise=5_000_00)
         batch.item(partition, RoutedTransaction(txn=event, source="f:0:1", ingested_ns=0))
-        committing = asyncio.create_task(batch.commit(view))
+        committing = asyncio.create_task(batch.commit())
         await sender.decided.wait()  # the decision is emitted; the store is not written yet
         in_store_then = store.get(partition, USER.encode()) is not None
 
@@ -359,7 +360,7 @@ def test_a_reader_sees_the_batch_only_once_it_commits() -> None:
     async def scenario() -> list[str]:
         sender, view = HeldSender(store.changelog_topic), CommitView()
         topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
-        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
+        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()), view=view)
         read = view.reader(store.get)
         seen: list[str] = []
 
@@ -375,7 +376,7 @@ def test_a_reader_sees_the_batch_only_once_it_commits() -> None:
                 reader("deciding")
 
         batch.pack = pack_then_read  # type: ignore[method-assign,assignment]
-        deciding = asyncio.create_task(decide_packs(batch, [pack("T7", 1), pack("T8", 2)], view))
+        deciding = asyncio.create_task(commit_in_steps(batch, [pack("T7", 1), pack("T8", 2)], 0))
         committed = asyncio.create_task(sender.decided.wait())
         await asyncio.wait({deciding, committed}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
         if deciding.done():  # failed: the batch's own error says why
@@ -409,14 +410,14 @@ def test_a_long_commit_lets_readers_in_and_shows_them_all_of_the_batch_or_none(
     async def scenario() -> tuple[list[list[bool]], list[bool]]:
         sender, view = HeldSender(store.changelog_topic), CommitView()
         topics_ = StageTopics("by-payer", "grants", "decisions", "alerts", "dead-letters")
-        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()))
+        batch = DecideBatch(sender, store, topics_, rules, Metrics(CollectorRegistry()), view=view)
         read = view.reader(store.get)
         keys = [(partition_for(u.encode(), 4), u.encode()) for u in users]
         for i, user in enumerate(users):
             event = txn(txn_id=f"T{i}", payer_vpa=user, amount_paise=5_000_00)
             routed = RoutedTransaction(txn=event, source=f"f:0:{i}", ingested_ns=0)
             batch.item(keys[i][0], routed)
-        committing = asyncio.create_task(batch.commit(view))
+        committing = asyncio.create_task(batch.commit())
         while_encoding: list[list[bool]] = []
         while not sender.decided.is_set():
             while_encoding.append([read(p, k) is not None for p, k in keys])

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.checkpoint import Pack, StageBatch, commit_in_steps
 from agents.context import StageTopics
-from agents.decide import DecideBatch, decide_packs
+from agents.decide import DecideBatch
 from agents.metrics import Metrics
 from agents.partitioning import Partitioner, partition_for
 from agents.store import MemoryStore
@@ -62,7 +62,7 @@ def _run(max_events: int) -> tuple[list[tuple[str, str]], MemoryStore]:
     sender = Recorder()
     batch = DecideBatch(sender, store, TOPICS, book(), Metrics(CollectorRegistry()))
     packs = [_pack(1, "T1", "T2"), _pack(2, "T3", "T4"), _pack(3, "T1", "T5")]
-    asyncio.run(decide_packs(batch, packs, max_events=max_events))
+    asyncio.run(commit_in_steps(batch, packs, max_events))
     log = []
     for topic, value in sender.log:
         if topic == "decisions":
