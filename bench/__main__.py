@@ -342,6 +342,21 @@ def gc_pauses(text: str | None) -> dict[str, tuple[int, float]]:
     return {g: found.get(f'{{generation="{g}"}}', (0, 0.0)) for g in "012"}
 
 
+def _per_generation(
+    pauses: list[dict[str, tuple[int, float]]],
+) -> list[tuple[str, list[tuple[int, float]]]]:
+    return [(g, [p[g] for p in pauses]) for g in "012"]
+
+
+def _gc_note(found: dict[str, list[float]] | None) -> str:
+    """The workers' garbage collections in a pipeline row: how many, seconds, per generation."""
+    if not found:
+        return ""
+    return ", GC " + " / ".join(
+        f"gen{g} {int(n)} in {s:.2f} s" for g, (n, s) in sorted(found.items())
+    )
+
+
 def batch_phases(text: str | None) -> dict[str, tuple[int, float]]:
     """Each stage's batches so far (from a ``scrape``), per phase: (how many, seconds in all)."""
     found = sums_counts(text, "rewards_batch_seconds")
@@ -610,13 +625,12 @@ def bench_pipeline(
                     "record",
                     "--format",
                     "raw",
-                    "--idle",
                     "-o",
                     str(run.work / "profile.txt"),
                     "--pid",
                     str(procs[0][0].pid),
                     "--rate",
-                    "50",
+                    "200",
                     "--nonblocking",
                 ],
                 stdout=subprocess.DEVNULL,
@@ -632,6 +646,10 @@ def bench_pipeline(
         result["accounted"] = len(out) == len(feed)
         result["load_avg"] = load_avg()
         result["worker_cpu"] = cpu
+        result["gc"] = {  # every worker's collections, start-up included: (count, seconds)
+            g: [sum(x) for x in zip(*pair, strict=True)]
+            for g, pair in _per_generation([gc_pauses(scrape(port)) for _, port in procs])
+        }
         for proc, _ in procs:
             run.stop(proc)  # rocksdict flushes on a clean stop
         size = sum(du_bytes(d) for d in dirs)
@@ -1053,7 +1071,7 @@ def table(res: dict[str, Any]) -> str:
             f"{p['events']:,} events, steady {p['steady_events_per_s']:,} ev/s, longest pause "
             f"between two decisions {p.get('longest_pause_ms', 0):,} ms, accounted "
             f"{p['accounted']}, workers at {w.get('cpu_share_of_one_core', 0):.0%} of one core, "
-            f"load {p['load_avg']} |"
+            f"load {p['load_avg']}{_gc_note(p.get('gc'))} |"
         )
     if res.get("pipeline") and res.get("pipeline2"):
         one, two = res["pipeline"], res["pipeline2"]
