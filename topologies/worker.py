@@ -24,6 +24,7 @@ from topologies import topics
 from topologies.admin import ensure_topics, wait_for_broker
 from topologies.api import load_tokens
 from topologies.app import build_app
+from topologies.collector import Freezer
 from topologies.logs import logging_config, resolve
 from topologies.rules_topic import load_live_rules
 from topologies.security import KafkaSecurity
@@ -148,6 +149,8 @@ def run_worker(settings: Settings) -> int:
         log.info(banner)
     faults.install_from_env()  # test-only (REWARDS_TEST_FAIL); nothing when unset
     gc.set_threshold(settings.gc_gen0, 10, settings.gc_gen2)
+    if settings.gc_freeze_ms > 0:
+        Freezer(settings.gc_freeze_ms / 1000, settings.gc_full_s).start()
     metrics = Metrics()
     metrics.watch_gc()  # this process's collections, not a test's apps
     app = build_app(settings, book, live=live, rules_start=rules_end, metrics=metrics)
