@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         description="gen-1 collections between two full ones, at least (gc.set_threshold's third)",
     )
     gc_freeze_ms: float = Field(
-        default=100.0,
+        default=20.0,
         ge=0,
         description="freeze every tracked object (gc.freeze) this often, so collections walk "
         "only what was allocated since; 0 = off (Python's collector at REWARDS_GC_GEN0). "
