@@ -4,10 +4,10 @@ A worker's heap is almost all alive: the decoded-user cache, Faust's tables and
 the batch in flight. CPython's collector walks it anyway: a young collection
 walks every object allocated since the last one (the batch in flight, alive),
 a gen-1 collection the survivors of ten of those. Measured on the pipeline
-bench (200,000 events over 100,000 users, Tansu), ~7.9 s of a 53 s run went to
-collections that found ~8,000 garbage objects in all, most of them the
-kafka-python admin client's start-up objects and one asyncio transport per
-HTTP scrape (docs/performance.md).
+bench (200,000 events over 100,000 users, Tansu): 77-79 young and 7 gen-1
+collections, ~4 s of a ~35 s run, that found ~8,000 garbage objects in all,
+most of them the kafka-python admin client's start-up objects and one asyncio
+transport per closed HTTP connection (docs/performance.md).
 
 :class:`Freezer` moves every tracked object into CPython's permanent
 generation (``gc.freeze()``, O(1): a list splice that also zeroes the young
