@@ -139,9 +139,8 @@ class Settings(BaseSettings):
         default=20.0,
         ge=0,
         description="freeze every tracked object (gc.freeze) this often, so collections walk "
-        "only what was allocated since; 0 = off (Python's collector at REWARDS_GC_GEN0). "
-        "Pipeline bench: 77-79 young and 7 gen-1 collections (~4 s of a ~35 s run) that "
-        "found ~8,000 objects in all; none at 20 ms, see docs/performance.md",
+        "only what was allocated since; 0 = off (Python's collector at REWARDS_GC_GEN0); "
+        "figures in docs/performance.md",
     )
     gc_full_s: float = Field(
         default=600.0,

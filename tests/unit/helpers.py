@@ -63,3 +63,13 @@ def book(
             **({"fraud": fraud} if fraud is not None else {}),
         }
     )
+
+
+class Clock:
+    """A settable clock: ``t`` seconds, for code that takes ``clock: Callable[[], float]``."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t

@@ -24,7 +24,7 @@ from rewards.ledger import MemoryState, process
 from rewards.state import decode_user, encode_user
 from schemas.packed import encode_pack
 from schemas.routed import RoutedTransaction
-from tests.unit.helpers import book, txn
+from tests.unit.helpers import Clock, book, txn
 from topologies.api import (
     FORWARDED,
     Local,
@@ -40,14 +40,6 @@ from topologies.api import (
 
 USER = "ravi.kumar@okaxis"
 AUTH = {"Authorization": "Bearer tok-1"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make(

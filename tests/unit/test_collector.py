@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.unit.helpers import Clock
 from topologies.collector import Freezer
 
 
@@ -32,14 +33,6 @@ def _unfrozen() -> Iterator[None]:
     gc.unfreeze()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_freeze_keeps_cycles_from_collections_until_the_full_one() -> None:
     clock = Clock()
     freezer = Freezer(freeze_every_s=0.1, full_every_s=10.0, clock=clock)
@@ -48,10 +41,10 @@ def test_a_freeze_keeps_cycles_from_collections_until_the_full_one() -> None:
     assert gc.get_freeze_count() > 0
     gc.collect()  # walks nothing frozen
     assert cycle() is not None
-    clock.now = 9.9
+    clock.t = 9.9
     assert freezer.tick() == "freeze"
     assert cycle() is not None
-    clock.now = 10.0
+    clock.t = 10.0
     assert freezer.tick() == "full"
     assert cycle() is None
     assert gc.get_freeze_count() > 0  # the survivors frozen again
@@ -62,7 +55,7 @@ def test_full_every_zero_never_collects_the_frozen() -> None:
     freezer = Freezer(freeze_every_s=0.1, full_every_s=0, clock=clock)
     cycle = _garbage_cycle()
     freezer.tick()
-    clock.now = 1e9
+    clock.t = 1e9
     assert freezer.tick() == "freeze"
     gc.collect()
     assert cycle() is not None
