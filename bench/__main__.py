@@ -71,7 +71,7 @@ from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from tools.feedgen import FeedMessage, generate
 from tools.launch import spawn_worker
-from tools.processes import stop_on_signals, stop_process
+from tools.processes import shielded, stop_on_signals, stop_process
 from tools.topic_io import TopicReader
 from topologies import topics
 from topologies.admin import ensure_topics
@@ -126,11 +126,12 @@ class Run:
         stop_process(proc, timeout_s=timeout)
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self.broker.stop()
+        with shielded():  # a second Ctrl-C must not leave the broker behind
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            self.broker.stop()
         keep = LOGS / self.work.name  # the scratch dir goes; the logs stay for a look
         shutil.rmtree(keep, ignore_errors=True)
         keep.mkdir(parents=True)

@@ -32,7 +32,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     from brokers.launcher import ROOT, make_broker
-    from tools.processes import stop_on_signals
+    from tools.processes import shielded, stop_on_signals
 
     stop_on_signals()  # like Ctrl-C: the broker goes down with us
     log = args.log
@@ -57,7 +57,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        broker.stop()
+        with shielded():
+            broker.stop()
 
 
 def cmd_check_rules(args: argparse.Namespace) -> int:

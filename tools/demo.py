@@ -28,7 +28,7 @@ import orjson
 from brokers.launcher import free_port, make_broker, port_in_use
 from tools.feed import FeedStats, produce_feed
 from tools.launch import spawn_worker
-from tools.processes import stop_on_signals, stop_process
+from tools.processes import shielded, stop_on_signals, stop_process
 from tools.topic_io import TopicReader
 from topologies import topics
 from topologies.admin import ensure_topics
@@ -287,11 +287,14 @@ def run_demo(args: argparse.Namespace) -> int:
         print("\nstopping...")
         return 130
     finally:
-        stop.set()
-        if watcher is not None:
-            watcher.join(timeout=5)
-        if worker is not None:
-            stop_process(worker)
-        broker.stop()
-        shutil.rmtree(workdir / "state", ignore_errors=True)
-        print(f"stopped broker and worker in {time.monotonic() - started:.1f}s total")
+        with shielded():
+            stop.set()
+            # A signal can land inside watcher.start(): then it never started
+            # and join() would raise before the children below were stopped.
+            if watcher is not None and watcher.is_alive():
+                watcher.join(timeout=5)
+            if worker is not None:
+                stop_process(worker)
+            broker.stop()
+            shutil.rmtree(workdir / "state", ignore_errors=True)
+            print(f"stopped broker and worker in {time.monotonic() - started:.1f}s total")

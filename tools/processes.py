@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def stop_process(
@@ -38,3 +40,24 @@ def stop_on_signals() -> None:
     """
     for sig in STOP_SIGNALS:
         signal.signal(sig, _interrupt)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Ignore the stop signals inside the block: a launcher's cleanup runs to its end.
+
+    A second Ctrl-C (or a supervisor's repeated SIGTERM) during the ``finally``
+    would otherwise abandon the children it was stopping. Each step inside is
+    bounded (``stop_process`` kills after its timeout), so the block ends.
+    Main thread only, as ``signal.signal``.
+
+    >>> with shielded():
+    ...     signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    True
+    """
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

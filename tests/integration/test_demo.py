@@ -128,11 +128,14 @@ def test_a_signal_to_the_demo_alone_stops_its_broker_and_worker(sig: int):
         children = _children(proc.pid)
         assert worker_pid in children and len(children) >= 2, (children, seen)  # broker + worker
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        rest = proc.communicate(timeout=60)[0].decode(errors="replace")
         deadline = time.monotonic() + 10
         while left := {pid for pid in children if _alive(pid)}:
-            assert time.monotonic() < deadline, f"still running after the demo exited: {left}"
+            assert time.monotonic() < deadline, f"still running after it exited: {left}\n{rest}"
             time.sleep(0.1)
+        # 130 is the interrupted exit; a traceback from the cleanup is another code
+        assert proc.returncode == 130, "".join(seen) + rest
+        assert "stopped broker and worker" in rest, rest
     finally:
         if proc.poll() is None:
             proc.kill()
