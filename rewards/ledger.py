@@ -23,12 +23,8 @@ user is bounded however long the stream runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
 
 from rewards.calendar import day_and_month_ms, month_of_day
 from rewards.fraud import Hit
@@ -50,6 +46,7 @@ from schemas.grant import (
     grant_id_for_refund,
 )
 from schemas.transaction import Transaction
+from schemas.trusted import constructor
 
 __all__ = [
     "CAP_HORIZON_DAYS",
@@ -67,7 +64,6 @@ __all__ = [
 #: cap and earns nothing, a refund of such a payment claws nothing back.
 CAP_HORIZON_DAYS = 62
 
-Model = TypeVar("Model", bound=BaseModel)
 #: One rules file, or the versions known (``rewards.versions``): each event is
 #: decided by ``rules.at(event_time)``, the version in force at its time.
 Rules = RuleBook | RuleVersions
@@ -393,53 +389,11 @@ def _refund(event: _Event, txn: Transaction, day: int) -> Effects:
     return event.effects(_decision(txn, book, outcome, clawed, reasons))
 
 
-_new = object.__new__
-# The slots of every pydantic model, set through their descriptors (as
-# ``object.__setattr__`` would, a lookup less).
-_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-_set_dict, _set_fields, _set_extra, _set_private = (
-    BaseModel.__dict__[name].__set__ for name in _SLOTS
-)
-
-
-def _trusted(cls: type[Model]) -> Callable[[dict[str, Any]], Model]:
-    """A constructor of ``cls`` from trusted values, as ``model_construct`` builds them.
-
-    ``model_construct`` is generic (aliases, defaults, extras looked up per
-    call) and was a fifth of the core's time; for these frozen output models
-    with no aliases, no private attributes and no post-init, it comes down to
-    setting four attributes. The values are passed in field order, every field
-    but the leading ones with a constant default (fields with a default factory
-    are always passed), and become the fields set, exactly
-    as ``model_construct(**values)`` would make them (tests/unit/test_state.py
-    compares the two).
-    """
-    defaults: dict[str, Any] = {}
-    for position, (name, info) in enumerate(cls.__pydantic_fields__.items()):
-        if info.alias is not None or info.validation_alias is not None:
-            raise TypeError(f"{cls.__name__}.{name} has an alias")
-        if not info.is_required() and info.default_factory is None:
-            if position != len(defaults):  # they lead, so {**defaults, **values} is in order
-                raise TypeError(f"{cls.__name__}.{name}: a constant default after other fields")
-            defaults[name] = info.default
-    if cls.__pydantic_post_init__ or cls.__pydantic_root_model__ or cls.__private_attributes__:
-        raise TypeError(f"{cls.__name__} needs model_construct")
-
-    def make(values: dict[str, Any]) -> Model:
-        model = _new(cls)
-        _set_dict(model, {**defaults, **values} if defaults else values)
-        _set_fields(model, set(values))  # its own: pydantic wants a set
-        _set_extra(model, None)
-        _set_private(model, None)
-        return model
-
-    return make
-
-
-_make_decision = _trusted(Decision)
-_make_grant = _trusted(CoinGrant)
-_make_alert = _trusted(FraudAlert)
-_make_rule_coins = _trusted(RuleCoins)
+# Built from validated inputs only, so validation is skipped (``schemas.trusted``).
+_make_decision = constructor(Decision)
+_make_grant = constructor(CoinGrant)
+_make_alert = constructor(FraudAlert)
+_make_rule_coins = constructor(RuleCoins)
 
 
 def _grant(
@@ -454,7 +408,7 @@ def _grant(
     event_time: datetime,
     rules: list[RuleCoins] | None = None,
 ) -> CoinGrant:
-    # Built from validated inputs only, so validation is skipped (``_trusted``).
+    # Built from validated inputs only, so validation is skipped (``schemas.trusted``).
     # tests/unit/test_outputs_valid.py checks that every output of a simulated
     # feed passes the contract's validation.
     return _make_grant(

@@ -57,6 +57,7 @@ import orjson
 from rewards.errors import RewardsError
 from rewards.fraud import FraudState
 from schemas.grant import RuleCoins
+from schemas.trusted import build
 
 if TYPE_CHECKING:
     from rewards.circular import PairState
@@ -222,10 +223,6 @@ def _unpack(raw: bytes, what: str, reads: tuple[int, ...]) -> tuple[int, bytes]:
         raise StateFormatError(f"{what} record is corrupt: {exc}") from None
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
 #: Decoded ``RuleCoins``, shared (they are frozen): most are the same few
 #: (rule, coins) pairs, and building one is most of a payment's decode time.
 _RULE_COINS: dict[tuple[str, int], RuleCoins] = {}
@@ -235,17 +232,13 @@ _RULE_COINS_MAX = 16_384
 def _rule_coins(rule_id: str, coins: int) -> RuleCoins:
     """``RuleCoins.model_construct(rule_id=..., coins=...)``, interned.
 
-    Built as ``rewards.ledger._trusted`` builds them (tests/unit/test_state.py
+    Built as the core's outputs are (``schemas.trusted``; tests/unit/test_state.py
     compares): decode runs once per user per batch.
     """
     key = (rule_id, coins)
     model = _RULE_COINS.get(key)
     if model is None:
-        model = _new(RuleCoins)
-        _set(model, "__dict__", {"rule_id": rule_id, "coins": coins})
-        _set(model, "__pydantic_fields_set__", {"rule_id", "coins"})
-        _set(model, "__pydantic_extra__", None)
-        _set(model, "__pydantic_private__", None)
+        model = build(RuleCoins, {"rule_id": rule_id, "coins": coins})
         if len(_RULE_COINS) < _RULE_COINS_MAX:
             _RULE_COINS[key] = model
     return model

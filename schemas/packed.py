@@ -25,6 +25,7 @@ from schemas.common import PayeeKind, TxnKind, TxnStatus
 from schemas.flag import FraudFlag, PairPayment
 from schemas.routed import RoutedTransaction
 from schemas.transaction import Transaction
+from schemas.trusted import build
 
 PACK_VERSION = 1
 #: Items per pack at most. A flag raised by the circular stage is identified by
@@ -71,27 +72,16 @@ class PackError(ValueError):
     """Not a pack of this version (the whole record is parked as INTERNAL_ERROR)."""
 
 
-_new = object.__new__
-_set = object.__setattr__
 _KINDS = {k.value: k for k in TxnKind}
 _STATUSES = {s.value: s for s in TxnStatus}
 _PAYEE_KINDS = {k.value: k for k in PayeeKind}
-
-
-def _built(cls: type[BaseModel], values: dict[str, Any]) -> Any:
-    model = _new(cls)
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", set(values))
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
 
 
 def _trusted_txn(doc: dict[str, Any]) -> Transaction:
     """A ``Transaction`` the edge validated and rendered (``model_dump_json``): rebuilt
     without validating again. The same fields and values validation gives for
     that rendering (tests/unit/test_packed.py compares the two on a feed)."""
-    txn: Transaction = _built(
+    txn: Transaction = build(
         Transaction,
         {
             "txn_id": doc["txn_id"],
@@ -134,7 +124,7 @@ def decode_txn_pack(raw: bytes | None) -> list[RoutedTransaction | FraudFlag]:
         kind = item.get("type")
         if kind == "txn":
             out.append(
-                _built(
+                build(
                     RoutedTransaction,
                     {
                         "type": "txn",
@@ -154,7 +144,7 @@ def decode_txn_pack(raw: bytes | None) -> list[RoutedTransaction | FraudFlag]:
 def decode_pair_pack(raw: bytes | None) -> list[PairPayment]:
     """Read a ``payments-by-pair`` pack written by our own edge (rebuilt as it is)."""
     fields = _PAIR_FIELDS
-    return [_built(PairPayment, {f: item[f] for f in fields}) for item in _items(raw)]
+    return [build(PairPayment, {f: item[f] for f in fields}) for item in _items(raw)]
 
 
 _PAIR_FIELDS = tuple(PairPayment.model_fields)
