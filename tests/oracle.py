@@ -301,7 +301,9 @@ def _decide(
     user_id = txn.payer_vpa
     user = users.setdefault(user_id, _User())
 
-    def decided(outcome: str, coins: int, *reasons: str, grant: ExpectedGrant | None = None):
+    def decided(
+        outcome: str, coins: int, *reasons: str, grant: ExpectedGrant | None = None
+    ) -> ExpectedDecision:
         grants = (grant,) if grant is not None else ()
         return ExpectedDecision(txn.txn_id, user_id, outcome, coins, grants, reasons=reasons)
 

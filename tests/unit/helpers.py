@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rewards.ledger import Effects
 from rewards.rulebook import RuleBook, parse_rules
+from schemas.decision import Decision
 from schemas.transaction import Transaction
 
 BASE: dict[str, Any] = {
@@ -40,6 +42,12 @@ def refund(txn_id: str, original: str, amount: int, **changes: Any) -> Transacti
     return txn(
         txn_id=txn_id, kind="REFUND", original_txn_id=original, amount_paise=amount, **changes
     )
+
+
+def decided(effects: Effects) -> Decision:
+    """The decision in a transaction's effects (a flag's or a replay's have none)."""
+    assert effects.decision is not None
+    return effects.decision
 
 
 def book(

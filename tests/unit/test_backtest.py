@@ -68,7 +68,7 @@ FEED = [
     person("B4", B, "12:02"),  # third in 10 minutes: velocity; B2, B3 clawed back, B4 held
 ]
 
-WANT = {
+WANT: dict[str, Any] = {
     "events": 9,
     "dead_letters": 2,
     "coins_granted": 10 + 20 + 1 + 1 + 1,  # A2 is cut to the 20 left of the day's 30

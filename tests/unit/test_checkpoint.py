@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +28,7 @@ class FakeSender:
 
     async def send_records(
         self, topic: str, partition: int, records: Sequence[Record]
-    ) -> list[tuple[asyncio.Future[Any], int]]:
+    ) -> list[tuple[Awaitable[Any], int]]:
         self.log.append((topic, partition, list(records)))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         base = self.ends.get((topic, partition), 0)

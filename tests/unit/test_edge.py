@@ -113,7 +113,7 @@ def test_after_an_assignment_the_first_record_must_be_at_the_commit_or_the_log_s
             return dict.fromkeys(tps, 12)
 
     edge = Edge(EdgeConfig([], "g", FEED, "p", None, "dl", 4), Metrics(CollectorRegistry()))
-    edge._consumer = Consumer()  # type: ignore[assignment]
+    edge._consumer = Consumer()
     tps = [TopicPartition(FEED, p) for p in range(3)]
     asyncio.run(_Revoke(edge).on_partitions_assigned(tps))
     assert edge.committed == {tps[0]: 40, tps[1]: 12}

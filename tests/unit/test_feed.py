@@ -49,6 +49,7 @@ def test_realistic_mix():
     refunds = [t for t in txns if t.kind == "REFUND" and t.original_txn_id in paid]
     assert len(refunds) > 100
     for r in refunds:
+        assert r.original_txn_id is not None
         p = paid[r.original_txn_id]
         assert (r.payer_vpa, r.payee_vpa, r.amount_paise <= p.amount_paise) == (
             p.payer_vpa,

@@ -18,7 +18,7 @@ import pytest
 from rewards.ledger import replay
 from rewards.validate import MAX_MESSAGE_BYTES, TRUNCATE_RAW_BYTES, Source, decode
 from schemas.dead_letter import DeadLetter
-from tests.unit.helpers import book, raw, refund, txn
+from tests.unit.helpers import book, decided, raw, refund, txn
 from tests.unit.test_schema_export import _validates
 
 SRC = Source("upi.transactions", 1, 5)
@@ -96,7 +96,7 @@ def test_event_time_is_rendered_as_the_contract_says_on_every_output(given, rend
     events = [txn(txn_id="P", event_time=given), refund("R", "P", 50_000, event_time=given)]
     effects, _ = replay(events, book())
     grant, clawback = (g for e in effects for g in e.grants)
-    decisions = [e.decision for e in effects]
+    decisions = [decided(e) for e in effects]
     for out in (grant, clawback, *decisions):
         assert orjson.loads(out.model_dump_json())["event_time"] == rendered
 

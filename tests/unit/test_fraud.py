@@ -21,7 +21,7 @@ from schemas.decision import Outcome, Reason
 from schemas.grant import GrantKind, GrantReason
 from schemas.transaction import Transaction
 from tests.oracle import expected, expected_balances
-from tests.unit.helpers import book, raw, refund, txn
+from tests.unit.helpers import book, decided, raw, refund, txn
 from tools.feedgen import generate
 from topologies.settings import DEFAULT_RULES
 
@@ -33,7 +33,9 @@ def at(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).isoformat()
 
 
-def pay(n: int, seconds: float, payee: str = "shop.a@ybl", payer: str = PAYER, **kw: Any):
+def pay(
+    n: int, seconds: float, payee: str = "shop.a@ybl", payer: str = PAYER, **kw: Any
+) -> Transaction:
     return txn(txn_id=f"T{n:04d}", payer_vpa=payer, payee_vpa=payee, event_time=at(seconds), **kw)
 
 
@@ -47,7 +49,7 @@ def velocity(limit: int = 3, window: int = 600, cooldown: int = 3600, **more: An
     )
 
 
-def run(rb: RuleBook, txns: list, state: MemoryState | None = None) -> list[Effects]:
+def run(rb: RuleBook, txns: list[Transaction], state: MemoryState | None = None) -> list[Effects]:
     state = MemoryState() if state is None else state
     out = []
     for t in txns:
@@ -62,17 +64,17 @@ def test_velocity_window_is_inclusive_at_exactly_w_and_not_at_w_plus_1s():
     assert edge[3].alerts[0].txn_ids == ["T0001", "T0002", "T0003", "T0004"]
     past = run(rb, [pay(1, 0), pay(2, 100), pay(3, 200), pay(4, 601)])
     assert all(not e.alerts for e in past)
-    assert past[3].decision.outcome is Outcome.GRANTED
+    assert decided(past[3]).outcome is Outcome.GRANTED
 
 
 def test_a_flag_holds_the_trigger_and_claws_back_the_window():
     rb = velocity()
     effects = run(rb, [pay(1, 0), pay(2, 100), pay(3, 200), pay(4, 300)])
-    assert [e.decision.outcome for e in effects[:3]] == [Outcome.GRANTED] * 3
+    assert [decided(e).outcome for e in effects[:3]] == [Outcome.GRANTED] * 3
     trigger = effects[3]
-    assert trigger.decision.outcome is Outcome.FRAUD_HOLD
-    assert trigger.decision.reasons == [Reason.FRAUD_VELOCITY]
-    assert trigger.decision.coins == 0
+    assert decided(trigger).outcome is Outcome.FRAUD_HOLD
+    assert decided(trigger).reasons == [Reason.FRAUD_VELOCITY]
+    assert decided(trigger).coins == 0
     claws = {g.grant_id: g for g in trigger.grants}
     assert set(claws) == {"T0001:fraud-clawback", "T0002:fraud-clawback", "T0003:fraud-clawback"}
     for n, g in enumerate(sorted(claws.values(), key=lambda g: g.grant_id), start=1):
@@ -96,16 +98,16 @@ def test_cooldown_holds_until_its_end_extends_on_a_new_flag_and_suppresses_alert
         pay(11, 3640),  # cooldown_until = 40 + 3600: free again
     ]
     effects = run(rb, burst + later)
-    assert effects[3].decision.outcome is Outcome.FRAUD_HOLD
+    assert decided(effects[3]).outcome is Outcome.FRAUD_HOLD
     assert len([a for e in effects for a in e.alerts]) == 1
-    assert effects[4].decision.outcome is Outcome.FRAUD_HOLD
-    assert effects[5].decision.outcome is Outcome.GRANTED
+    assert decided(effects[4]).outcome is Outcome.FRAUD_HOLD
+    assert decided(effects[5]).outcome is Outcome.GRANTED
     # A second burst inside the cooldown extends it without a second alert.
     again = run(rb, [*burst, pay(5, 3000), pay(6, 3010), pay(7, 3020), pay(8, 3030), pay(9, 6500)])
     assert len([a for e in again for a in e.alerts]) == 1
-    assert again[-1].decision.outcome is Outcome.FRAUD_HOLD  # 3030 + 3600 > 6500
+    assert decided(again[-1]).outcome is Outcome.FRAUD_HOLD  # 3030 + 3600 > 6500
     after = run(rb, [*burst, pay(5, 3000), pay(6, 3010), pay(7, 3020), pay(8, 3030), pay(9, 6630)])
-    assert after[-1].decision.outcome is Outcome.GRANTED
+    assert decided(after[-1]).outcome is Outcome.GRANTED
 
 
 def test_a_new_flag_after_the_cooldown_alerts_again():
@@ -123,9 +125,9 @@ def test_out_of_order_payment_completes_a_later_window():
     rb = velocity(limit=3)
     # 0, 100, 300 arrive first; then 200 arrives late: the window ending at 300 now has 4.
     effects = run(rb, [pay(1, 0), pay(2, 100), pay(3, 300), pay(4, 200)])
-    assert [e.decision.outcome for e in effects[:3]] == [Outcome.GRANTED] * 3
+    assert [decided(e).outcome for e in effects[:3]] == [Outcome.GRANTED] * 3
     assert [a.alert_id for a in effects[3].alerts] == [f"T0003:velocity:{PAYER}"]
-    assert effects[3].decision.outcome is Outcome.FRAUD_HOLD  # inside the flagged window
+    assert decided(effects[3]).outcome is Outcome.FRAUD_HOLD  # inside the flagged window
     assert {g.txn_id for g in effects[3].grants} == {"T0001", "T0002", "T0003"}
 
 
@@ -150,7 +152,7 @@ def test_late_events_are_decided_but_not_windowed():
     effects = run(rb, [pay(1, 10_000), pay(2, 1000), pay(3, 1001), pay(4, 1002), pay(5, 1003)])
     assert [e.late for e in effects] == [False, True, True, True, True]
     assert not any(e.alerts for e in effects)
-    assert all(e.decision.outcome is Outcome.GRANTED for e in effects)
+    assert all(decided(e).outcome is Outcome.GRANTED for e in effects)
 
 
 # The demo's missed farmer (docs/fraud.md, "Late events"): 11 payments in 80 s,
@@ -179,13 +181,13 @@ def test_a_burst_behind_a_later_payment_is_flagged_only_within_the_allowance(all
     if late == [False] * 11:
         assert [a.alert_id for a in alerts] == [f"T0011:velocity:{PAYER}"]
         assert alerts[0].txn_ids == [f"T{n:04d}" for n in range(1, 12)]
-        assert effects[-1].decision.outcome is Outcome.FRAUD_HOLD
+        assert decided(effects[-1]).outcome is Outcome.FRAUD_HOLD
         claws = {g.txn_id for g in effects[-1].grants if g.kind is GrantKind.CLAWBACK}
         assert claws == {f"T{n:04d}" for n in range(1, 11)}
-        assert effects[0].decision.outcome is Outcome.GRANTED  # 9 h on: outside the hold
+        assert decided(effects[0]).outcome is Outcome.GRANTED  # 9 h on: outside the hold
     else:
         assert alerts == []
-        assert all(e.decision.outcome is Outcome.GRANTED for e in effects)
+        assert all(decided(e).outcome is Outcome.GRANTED for e in effects)
 
 
 def test_state_keeps_what_a_burst_split_by_a_later_payment_needs():
@@ -268,7 +270,7 @@ def test_fraud_clawback_never_exceeds_what_is_left_and_a_later_refund_takes_noth
     claws = {g.txn_id: g.coins for g in effects[3].grants}
     assert claws == {"T0001": 6, "T0002": 10}
     assert effects[4].grants == ()
-    assert effects[4].decision.reasons == [Reason.NOTHING_LEFT]
+    assert decided(effects[4]).reasons == [Reason.NOTHING_LEFT]
 
 
 def test_fraud_clawbacks_give_cap_room_back():
@@ -277,21 +279,21 @@ def test_fraud_clawbacks_give_cap_room_back():
         fraud={"velocity": {"max_payments": 2, "window_seconds": 60}, "cooldown_seconds": 60},
     )
     effects = run(rb, [pay(1, 0), pay(2, 1), pay(3, 2), pay(4, 200)])  # 10 + 10, flag, later
-    assert [e.decision.outcome for e in effects] == [
+    assert [decided(e).outcome for e in effects] == [
         Outcome.GRANTED,
         Outcome.GRANTED,
         Outcome.FRAUD_HOLD,
         Outcome.GRANTED,
     ]
-    assert effects[3].decision.coins == 10  # not 5: the clawed 20 are room again
+    assert decided(effects[3]).coins == 10  # not 5: the clawed 20 are room again
 
 
 def test_zero_cooldown_alerts_every_time_and_still_holds_the_trigger():
     rb = velocity(limit=1, cooldown=0)
     effects = run(rb, [pay(1, 0), pay(2, 1), pay(3, 2)])
     assert [len(e.alerts) for e in effects] == [0, 1, 1]
-    assert effects[1].decision.outcome is Outcome.FRAUD_HOLD
-    assert effects[2].decision.outcome is Outcome.FRAUD_HOLD
+    assert decided(effects[1]).outcome is Outcome.FRAUD_HOLD
+    assert decided(effects[2]).outcome is Outcome.FRAUD_HOLD
 
 
 CIRCULAR = {"circular": {"window_seconds": 3600}, "cooldown_seconds": 7200}
@@ -419,7 +421,9 @@ def _events(draw_list: list[tuple[int, int, int]]) -> list[tuple[str, str, str, 
     return out
 
 
-def _violations(events, cooldown_ms, lateness=None):
+def _violations(
+    events: list[tuple[str, str, str, int]], cooldown_ms: int, lateness: int | None = None
+) -> set[tuple[str, str, str, int]]:
     """Every (user, rule, trigger) whose window breaks its rule over the final input."""
     # The allowance: by default the payer's largest window; pairs' the circular one.
     largest = max(VEL[1], SAME[1]) * 1000 if lateness is None else lateness * 1000
@@ -438,7 +442,7 @@ def _violations(events, cooldown_ms, lateness=None):
             if pair not in pair_newest or t >= pair_newest[pair] - pair_late:
                 pair_windowed.setdefault(pair, []).append((t, txn_id, payer))
             pair_newest[pair] = max(pair_newest.get(pair, t), t)
-    found = set()
+    found: set[tuple[str, str, str, int]] = set()
     for user, pays in windowed.items():
         for t, txn_id, payee in pays:
             near = [(tt, pp) for tt, _, pp in pays if t - VEL[1] * 1000 <= tt <= t]

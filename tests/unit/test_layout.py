@@ -16,7 +16,7 @@ FRAMEWORKS = {"faust", "mode", "aiokafka", "kafka", "rocksdict", "prometheus_cli
 
 
 def imports(path: Path) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rewards.ledger import CAP_HORIZON_DAYS, process, replay
-from rewards.state import UserState, decode_user, encode_user
+from rewards.ledger import CAP_HORIZON_DAYS, Effects, MemoryState, process, replay
+from rewards.rulebook import RuleBook
+from rewards.state import Payment, UserState, decode_user, encode_user
+from schemas.decision import Reason
+from schemas.transaction import Transaction
 from tests.oracle import expected
-from tests.unit.helpers import book, refund, txn
+from tests.unit.helpers import book, decided, refund, txn
 
 
-def outcomes(effects):
-    return [(e.decision.txn_id, e.decision.outcome.value, e.decision.coins) for e in effects]
+def outcomes(effects: Iterable[Effects]) -> list[tuple[str, str, int]]:
+    return [(d.txn_id, d.outcome.value, d.coins) for d in map(decided, effects)]
 
 
 # --- rules -----------------------------------------------------------------
@@ -84,7 +89,7 @@ def test_payee_kind_and_mcc_filters():
 def test_grant_sums_matching_rules_and_names_them():
     b = book({"id": "a", "reward": {"bps": 100}}, {"id": "b", "reward": {"flat_coins": 3}})
     (e,) = replay([txn(amount_paise=500_000)], b)[0]
-    assert e.decision.outcome == "GRANTED" and e.decision.coins == 53
+    assert decided(e).outcome == "GRANTED" and decided(e).coins == 53
     (g,) = e.grants
     assert (g.grant_id, g.kind, g.coins, g.txn_id, g.cause_txn_id, g.reason) == (
         "T1:grant",
@@ -105,12 +110,12 @@ def test_no_rule_and_zero_coins_earn_nothing_and_emit_no_grant():
     )
     effects, _ = replay([txn(txn_id="A", amount_paise=100)], b)
     assert outcomes(effects) == [("A", "NO_REWARD", 0)]
-    assert effects[0].decision.reasons == ["zero_coins"] and effects[0].grants == ()
+    assert decided(effects[0]).reasons == ["zero_coins"] and effects[0].grants == ()
     effects, _ = replay(
         [txn(txn_id="B")],
         book({"id": "p2p", "match": {"payee_kind": "PERSON"}, "reward": {"flat_coins": 1}}),
     )
-    assert effects[0].decision.reasons == ["no_matching_rule"]
+    assert decided(effects[0]).reasons == ["no_matching_rule"]
 
 
 # --- caps in IST -------------------------------------------------------------
@@ -135,8 +140,8 @@ def test_daily_cap_clamps_and_resets_at_ist_midnight_not_utc():
         ("D", "NO_REWARD", 0),
         ("E", "GRANTED", 40),
     ]
-    assert effects[2].decision.reasons == ["rule_matched", "daily_cap"]
-    assert effects[3].decision.reasons == ["rule_matched", "daily_cap"]
+    assert decided(effects[2]).reasons == ["rule_matched", "daily_cap"]
+    assert decided(effects[3]).reasons == ["rule_matched", "daily_cap"]
 
 
 def test_monthly_cap_across_the_ist_month_boundary():
@@ -156,7 +161,7 @@ def test_monthly_cap_across_the_ist_month_boundary():
         ("C", "NO_REWARD", 0),
         ("D", "GRANTED", 60),
     ]
-    assert "monthly_cap" in effects[1].decision.reasons
+    assert "monthly_cap" in decided(effects[1]).reasons
 
 
 def test_out_of_order_events_use_their_own_day_room():
@@ -188,7 +193,7 @@ def test_payment_beyond_the_cap_horizon_earns_nothing():
     assert CAP_HORIZON_DAYS < 85  # Sep 1 is 85 days before Nov 25
     effects, _ = replay([txn(txn_id="NEW"), txn(txn_id="OLD", event_time=old)], b)
     assert outcomes(effects) == [("NEW", "GRANTED", 1), ("OLD", "NO_REWARD", 0)]
-    assert effects[1].decision.reasons == ["beyond_state_horizon"]
+    assert decided(effects[1]).reasons == ["beyond_state_horizon"]
 
 
 # --- duplicates and statuses -------------------------------------------------------
@@ -261,7 +266,7 @@ def test_partial_refunds_claw_back_by_floor_of_the_refunded_share():
         "REFUND",
         [],
     )
-    assert effects[4].decision.reasons == ["nothing_left_to_claw_back"]
+    assert decided(effects[4]).reasons == ["nothing_left_to_claw_back"]
 
 
 def test_refund_of_unknown_or_unrewarded_payment_claws_nothing():
@@ -281,7 +286,7 @@ def test_refund_of_unknown_or_unrewarded_payment_claws_nothing():
         ("R2", "NO_REWARD", 0),
         ("R3", "NO_REWARD", 0),
     ]
-    assert [e.decision.reasons for e in effects[1:]] == [
+    assert [decided(e).reasons for e in effects[1:]] == [
         ["unrewarded_payment"],
         ["unknown_payment"],
         ["unknown_payment"],
@@ -296,7 +301,7 @@ def test_a_replayed_source_emits_nothing_new_and_a_resend_is_a_duplicate():
     b = book()
     user = UserState()
     first = process(txn(txn_id="P", amount_paise=200_000), b, user, "upi.transactions:0:7")
-    assert (first.decision.outcome, first.decision.coins, first.replay) == ("GRANTED", 20, False)
+    assert (decided(first).outcome, decided(first).coins, first.replay) == ("GRANTED", 20, False)
     before = encode_user(user)
     # The same feed message again (a crash after its outputs were acknowledged
     # and its record written): nothing is emitted, nothing changes.
@@ -305,16 +310,16 @@ def test_a_replayed_source_emits_nothing_new_and_a_resend_is_a_duplicate():
     assert encode_user(user) == before
     # The bank resending it (another offset, or no source at all) is a duplicate.
     resent = process(txn(txn_id="P", amount_paise=200_000), b, user, "upi.transactions:0:9")
-    assert (resent.decision.outcome, resent.decision.reasons, resent.grants) == (
+    assert (decided(resent).outcome, decided(resent).reasons, resent.grants) == (
         "DUPLICATE",
         ["already_processed"],
         (),
     )
-    assert process(txn(txn_id="P"), b, user).decision.outcome == "DUPLICATE"
+    assert decided(process(txn(txn_id="P"), b, user)).outcome == "DUPLICATE"
     # The state survives its codec: the refund still finds what was granted.
     restored = decode_user(encode_user(user))
     later = process(refund("R", "P", 100_000), b, restored, "upi.transactions:0:10")
-    assert (later.decision.outcome, later.decision.coins) == ("CLAWED_BACK", 10)
+    assert (decided(later).outcome, decided(later).coins) == ("CLAWED_BACK", 10)
 
 
 def test_same_input_same_bytes():
@@ -322,8 +327,8 @@ def test_same_input_same_bytes():
     events += [refund("R", "T3", 5_000)]
     run1, state1 = replay(events, book(daily=50))
     run2, state2 = replay(events, book(daily=50))
-    assert [e.decision.model_dump_json() for e in run1] == [
-        e.decision.model_dump_json() for e in run2
+    assert [decided(e).model_dump_json() for e in run1] == [
+        decided(e).model_dump_json() for e in run2
     ]
     assert [g.model_dump_json() for e in run1 for g in e.grants] == [
         g.model_dump_json() for e in run2 for g in e.grants
@@ -338,13 +343,12 @@ def _days_before(newest: str, days: int) -> str:
     return (datetime.fromisoformat(newest) - timedelta(days=days)).isoformat()
 
 
-def agree(events, b):
+def agree(
+    events: list[Transaction], b: RuleBook
+) -> tuple[list[tuple[str, str, int, list[Reason]]], list[Effects], MemoryState]:
     """The core's (txn_id, outcome, coins, reasons), asserted equal to the oracle's."""
     effects, state = replay(events, b)
-    got = [
-        (e.decision.txn_id, e.decision.outcome.value, e.decision.coins, e.decision.reasons)
-        for e in effects
-    ]
+    got = [(d.txn_id, d.outcome.value, d.coins, d.reasons) for d in map(decided, effects)]
     want = [(w.txn_id, w.outcome, w.coins, list(w.reasons)) for w in expected(events, b.spec)]
     assert got == want
     return got, effects, state
@@ -433,8 +437,9 @@ def test_a_refund_dated_beyond_the_horizon_is_kept_as_long_as_its_payment():
     ]
     ids = [g.grant_id for e in effects for g in e.grants]
     assert len(ids) == len(set(ids))
-    user = state[effects[0].decision.user_vpa]
-    assert (user.txns["P"].refunded, user.txns["Q"].refunded) == (50_000, 0)
+    user = state[decided(effects[0]).user_vpa]
+    p, q = cast(Payment, user.txns["P"]), cast(Payment, user.txns["Q"])
+    assert (p.refunded, q.refunded) == (50_000, 0)
     assert decode_user(encode_user(user)) == user
 
 
@@ -552,8 +557,8 @@ def test_a_replayed_batch_repeats_its_decisions_byte_for_byte_or_emits_nothing(
         process(e, b, restored, f"upi.transactions:0:{cut + i}") for i, e in enumerate(events[cut:])
     ]
 
-    def wire(effects):
-        out = []
+    def wire(effects: Iterable[Effects]) -> list[str]:
+        out: list[str] = []
         for e in effects:
             out += [g.model_dump_json() for g in e.grants]
             out += [a.model_dump_json() for a in e.alerts]

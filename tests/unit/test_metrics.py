@@ -14,7 +14,9 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any, cast
 
+import faust
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -118,7 +120,7 @@ def test_counters_add_up_to_the_core_outcomes():
     assert len(outcomes) >= 4 and letters  # the feed exercises several outcomes and rejects
     for outcome in Outcome:
         assert value("rewards_events_total", outcome=outcome.value) == outcomes[outcome.value]
-    coins = Counter()
+    coins: Counter[str] = Counter()
     for e in effects:
         for g in e.grants:
             coins[g.kind.value] += g.coins
@@ -160,7 +162,7 @@ def test_info_gauges_hold_one_series_each():
     assert reg.get_sample_value("rewards_rules_info", {"version": "v1"}) is None
 
 
-def _app(**kw):
+def _app(**kw: Any) -> faust.App:
     """A stand-in for the few Faust app attributes readiness reads."""
     tp = TP("upi.transactions", 0)
     changelog = TP("upi-rewards-user-state-changelog", 0)
@@ -176,7 +178,7 @@ def _app(**kw):
     )
     base = dict(_consumer=consumer, rebalancing=False, in_recovery=False, tables=tables)
     base.update(kw)
-    return SimpleNamespace(**base)
+    return cast(faust.App, SimpleNamespace(**base))
 
 
 def test_readiness_needs_partitions_no_rebalance_and_recovered_tables():
@@ -191,7 +193,7 @@ def test_readiness_needs_partitions_no_rebalance_and_recovered_tables():
 
 def test_collector_reports_lag_per_stream_partition_only():
     registry = CollectorRegistry()
-    registry.register(health.WorkerCollector(_app()))  # type: ignore[arg-type]
+    registry.register(health.WorkerCollector(_app()))
     assert (
         registry.get_sample_value(
             "rewards_consumer_lag_messages", {"topic": "upi.transactions", "partition": "0"}
@@ -209,7 +211,7 @@ def test_lag_takes_the_larger_of_fetch_highwater_and_listed_end_offset():
     ends = health.EndOffsets(["127.0.0.1:9"])
     ends.latest = {("upi.transactions", 0): 25}
     registry = CollectorRegistry()
-    registry.register(health.WorkerCollector(_app(), ends))  # type: ignore[arg-type]
+    registry.register(health.WorkerCollector(_app(), ends))
     labels = {"topic": "upi.transactions", "partition": "0"}
     assert registry.get_sample_value("rewards_consumer_lag_messages", labels) == 21
     ends.latest = {("upi.transactions", 0): 2}  # an undercounting broker: fetch wins

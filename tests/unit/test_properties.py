@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -22,8 +23,9 @@ from hypothesis import strategies as st
 from rewards.ledger import CAP_HORIZON_DAYS, replay
 from rewards.rulebook import parse_rules
 from rewards.simulate import simulate
+from schemas.transaction import Transaction
 from tests.oracle import expected
-from tests.unit.helpers import raw, txn
+from tests.unit.helpers import decided, raw, txn
 
 IST = ZoneInfo("Asia/Kolkata")
 # Around an IST month end, so day and month caps both roll over.
@@ -38,6 +40,11 @@ def _at(days: int, minutes: int = 0) -> str:
 #: horizon (62 days behind the newest earns, 63 does not).
 DAYS = [0, 0, 0, 1, 1, 2, 3, 31, 61, 62, 63, 64, 65, 66]
 assert CAP_HORIZON_DAYS == 62
+
+
+def _window_not_empty(m: dict[str, Any]) -> bool:
+    return "active_from" not in m or "active_until" not in m or m["active_from"] < m["active_until"]
+
 
 window = st.tuples(st.sampled_from(DAYS), st.sampled_from(DAYS)).map(sorted)
 rule = st.fixed_dictionaries(
@@ -60,13 +67,7 @@ rule = st.fixed_dictionaries(
                 "active_from": st.sampled_from(DAYS).map(lambda d: _at(d, 600)),
                 "active_until": st.sampled_from(DAYS).map(lambda d: _at(d + 1, 60)),
             },
-        ).filter(
-            lambda m: (
-                "active_from" not in m
-                or "active_until" not in m
-                or m["active_from"] < m["active_until"]
-            )
-        )
+        ).filter(_window_not_empty)
     },
 )
 fraud = st.fixed_dictionaries(
@@ -140,7 +141,7 @@ def event(draw):
     return txn(**changes)
 
 
-def _resends_keep_their_time(events: list) -> list:
+def _resends_keep_their_time(events: list[Transaction]) -> list[Transaction]:
     """Every event with a (payer, txn_id) seen before carries that first event's time,
     and a refund is never dated before the payment it names.
 
@@ -150,12 +151,12 @@ def _resends_keep_their_time(events: list) -> list:
     resend of an expired payment is then beyond the horizon too, and one grant_id
     never stands for two grants.
     """
-    paid: dict[tuple[str, str], object] = {}
+    paid: dict[tuple[str, str | None], datetime] = {}
     for e in events:
         if e.kind == "PAYMENT":
             paid.setdefault((e.payer_vpa, e.txn_id), e.event_time)
-    first: dict[tuple[str, str], object] = {}
-    out = []
+    first: dict[tuple[str, str], datetime] = {}
+    out: list[Transaction] = []
     for e in events:
         own = e.event_time
         if e.kind == "REFUND":
@@ -185,13 +186,8 @@ def test_core_agrees_with_the_oracle_and_keeps_every_invariant(book, events):
     effects, _ = replay(events, book)
     want = expected(events, book.spec)
     assert [
-        (
-            e.decision.txn_id,
-            e.decision.outcome.value,
-            e.decision.coins,
-            _reasons(e.decision.outcome.value, e.decision.reasons),
-        )
-        for e in effects
+        (d.txn_id, d.outcome.value, d.coins, _reasons(d.outcome.value, d.reasons))
+        for d in map(decided, effects)
     ] == [(w.txn_id, w.outcome, w.coins, _reasons(w.outcome, w.reasons)) for w in want]
     # Fraud effects: the same clawbacks and alerts (the core has no circular stage here).
     # (per event, in grant_id order: one trigger's clawbacks have no order of their own)
@@ -252,8 +248,8 @@ def test_core_agrees_with_the_oracle_and_keeps_every_invariant(book, events):
     assert all(c <= granted[key] for key, c in clawed.items())
 
     again, _ = replay(events, book)
-    assert [e.decision.model_dump_json() for e in again] == [
-        e.decision.model_dump_json() for e in effects
+    assert [decided(e).model_dump_json() for e in again] == [
+        decided(e).model_dump_json() for e in effects
     ]
 
 

@@ -13,7 +13,7 @@ from rewards.ledger import apply_flag, process
 from rewards.state import UserState, decode_user, encode_user, parse_source
 from schemas.flag import FraudFlag, Violation
 from schemas.fraud_alert import FraudRule
-from tests.unit.helpers import book, txn
+from tests.unit.helpers import book, decided, txn
 
 
 def test_parse_source_keeps_topic_dots_and_partition():
@@ -24,7 +24,7 @@ def test_parse_source_keeps_topic_dots_and_partition():
 def test_same_source_twice_the_second_is_a_replay_and_emits_nothing():
     b, user = book(), UserState()
     first = process(txn(txn_id="A"), b, user, "upi.transactions:0:5")
-    assert not first.replay and first.decision.outcome == "GRANTED"
+    assert not first.replay and decided(first).outcome == "GRANTED"
     assert user.marks == {"upi.transactions:0": 5}
     again = process(txn(txn_id="A"), b, user, "upi.transactions:0:5")
     assert again.replay and (again.decision, again.grants, again.alerts) == (None, (), ())
@@ -36,10 +36,10 @@ def test_a_lower_offset_on_the_same_path_is_a_replay_another_path_is_decided():
     lower = process(txn(txn_id="B"), b, user, "upi.transactions:0:4")
     assert lower.replay and lower.decision is None and "B" not in user.txns
     other = process(txn(txn_id="B"), b, user, "upi.transactions:1:0")
-    assert not other.replay and other.decision.outcome == "GRANTED"
+    assert not other.replay and decided(other).outcome == "GRANTED"
     assert user.marks == {"upi.transactions:0": 5, "upi.transactions:1": 0}
     higher = process(txn(txn_id="C"), b, user, "upi.transactions:0:6")
-    assert higher.decision.outcome == "GRANTED" and user.marks["upi.transactions:0"] == 6
+    assert decided(higher).outcome == "GRANTED" and user.marks["upi.transactions:0"] == 6
 
 
 def test_ignored_events_are_marked_too_and_no_source_means_no_marks():
@@ -49,7 +49,7 @@ def test_ignored_events_are_marked_too_and_no_source_means_no_marks():
     assert process(txn(txn_id="A", status="FAILED"), b, user, "t:2:8").replay
     fresh = UserState()
     for _ in range(2):
-        assert process(txn(txn_id="A", status="FAILED"), b, fresh).decision.outcome == "IGNORED"
+        assert decided(process(txn(txn_id="A", status="FAILED"), b, fresh)).outcome == "IGNORED"
     assert fresh.marks == {}
 
 

@@ -20,7 +20,7 @@ def broken(path: str, value: Any) -> dict[str, Any]:
     """The launch rules with one value replaced (``...`` deletes it)."""
     doc = copy.deepcopy(LAUNCH)
     *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-    node = doc
+    node: Any = doc
     for part in parents:
         node = node[part]
     if value is ...:

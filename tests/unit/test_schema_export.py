@@ -26,6 +26,7 @@ from schemas.dead_letter import DeadLetter, DeadLetterReason
 from schemas.decision import Decision, Outcome, Reason
 from schemas.grant import CoinGrant, GrantKind, GrantReason, RuleCoins
 from schemas.transaction import Transaction
+from tests.unit.helpers import decided
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_RULES = ROOT / "topologies" / "rules" / "launch.yaml"
@@ -262,7 +263,7 @@ def _ledger_outputs() -> tuple[list[CoinGrant], list[Decision]]:
     ]  # fmt: skip
     effects, _ = replay([Transaction.model_validate_json(json.dumps(e)) for e in events], book)
     grants = [g for e in effects for g in e.grants]
-    decisions = [e.decision for e in effects]
+    decisions = [decided(e) for e in effects]
     assert [g.kind for g in grants] == [GrantKind.GRANT, GrantKind.CLAWBACK]
     assert [d.outcome for d in decisions] == [
         Outcome.IGNORED,

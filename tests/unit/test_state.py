@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from rewards.circular import PairState
 from rewards.fraud import FraudState
@@ -278,7 +281,7 @@ def test_a_typical_user_with_40_events_is_about_a_kilobyte():
     ]
     user = UserState()
     start = datetime(2026, 10, 20, 9, 0, tzinfo=UTC)
-    paid = []
+    paid: list[str] = []
     for i in range(40):
         when = start + timedelta(days=i * 1.05, minutes=rng.randrange(600))
         txn_id = f"YBL{when:%Y%m%d%H%M%S}{rng.randrange(10**9):09d}"
@@ -360,13 +363,15 @@ def test_trusted_constructors_build_what_model_construct_builds():
         "txn_ids": ["T1"],
         "cooldown_until": t.event_time,
     }
-    for make, cls, values in [
+    cases: list[tuple[Callable[[dict[str, Any]], BaseModel], type[BaseModel], dict[str, Any]]]
+    cases = [
         (_make_decision, Decision, decision),
         (_make_rule_coins, RuleCoins, rules),
         (lambda v: _rule_coins(**v), RuleCoins, rules),
         (_make_grant, CoinGrant, grant),
         (_make_alert, FraudAlert, alert),
-    ]:
+    ]
+    for make, cls, values in cases:
         fast, slow = make(dict(values)), cls.model_construct(**values)
         assert list(fast.__dict__.items()) == list(slow.__dict__.items())
         assert fast.model_fields_set == slow.model_fields_set

@@ -4,12 +4,13 @@ begin, outputs, changelog, input offsets + commit, and only then the local store
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agents.checkpoint import Checkpoint, Transactional
+from agents.checkpoint import Checkpoint, Record, Transactional
 from agents.store import MemoryStore
 from tests.unit.test_checkpoint import FakeSender
 from topologies.app import worker_id
@@ -24,7 +25,9 @@ class FakeTransactional(FakeSender):
     async def begin(self) -> None:
         self.events.append("begin")
 
-    async def send_records(self, topic, partition, records):  # type: ignore[no-untyped-def]
+    async def send_records(
+        self, topic: str, partition: int, records: Sequence[Record]
+    ) -> list[tuple[Awaitable[Any], int]]:
         self.events.append(("send", topic, partition))
         return await super().send_records(topic, partition, records)
 

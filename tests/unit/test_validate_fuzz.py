@@ -37,7 +37,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 # Values close to the valid ones, where the edge cases live.
-near_values = st.sampled_from(
+near_values: st.SearchStrategy[Any] = st.sampled_from(
     [
         "",
         " ",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_a_failed_apply_keeps_neither_rows_nor_positions(ledger: WalletLedger):
     class Boom(Exception):
         pass
 
-    def records():
+    def records() -> Iterator[Record]:
         yield rec(0, grant("A:grant", "aa@okaxis", 1))
         raise Boom  # the process dies mid-poll
 
