@@ -117,6 +117,15 @@ def decided(tail: TopicTail) -> Counter[tuple[str, str]]:
     return Counter((d["txn_id"], d["outcome"]) for d in docs)
 
 
+def values(tail: TopicTail, topic: str) -> list[bytes]:
+    """The values of ``topic``'s records read so far (an output record is never a tombstone)."""
+    out: list[bytes] = []
+    for _, v in tail.records[topic]:
+        assert v is not None, f"a tombstone on {topic}"
+        out.append(v)
+    return out
+
+
 def wait_for_outputs(
     bootstrap: str,
     expected: int,

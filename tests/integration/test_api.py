@@ -139,7 +139,7 @@ def test_every_answer_of_one_worker_equals_the_oracle(broker, workers, tmp_path:
                 status, body = ask(
                     a, f"/v1/users/{quote(vpa.upper())}/rewards?at={quote(at.isoformat())}"
                 )
-                want = oracle.rewards(vpa, at)
+                want: dict[str, object] | None = oracle.rewards(vpa, at)
                 assert status != 200 or openapi_errors(body, "RewardsAnswer") == [], body
                 if (status, body) != (200, want):
                     retry.append(vpa)

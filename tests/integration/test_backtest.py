@@ -20,7 +20,7 @@ import pytest
 from rewards.backtest import summary_of_outputs
 from rewards.validate import Source, decode
 from schemas.transaction import Transaction
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tools.feedgen import generate
 from tools.topic_io import producer
 from topologies import topics
@@ -54,8 +54,8 @@ def test_the_backtest_summary_equals_the_pipelines_outputs(broker, workers, tmp_
     out = wait_for_outputs(broker.bootstrap, COUNT)
 
     # No crash here, so no record is repeated: every one counts, as in the backtest.
-    decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
-    grants = [orjson.loads(v) for _, v in out.records[topics.COIN_GRANTS]]
+    decisions = [orjson.loads(v) for v in values(out, topics.DECISIONS)]
+    grants = [orjson.loads(v) for v in values(out, topics.COIN_GRANTS)]
     assert len({g["grant_id"] for g in grants}) == len(grants)
     letters = len(out.records[topics.DEAD_LETTERS])
     pipeline = summary_of_outputs(decisions, grants, letters)

@@ -8,7 +8,7 @@ import json
 import orjson
 import pytest
 
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tools.topic_io import producer
 from topologies import topics
 
@@ -78,7 +78,7 @@ def test_every_bad_message_is_dead_lettered_and_the_worker_survives(broker, work
 
     assert out.count(topics.DEAD_LETTERS) == len(BAD)
     assert out.count(topics.DECISIONS) == len(BAD)
-    letters = [orjson.loads(v) for _, v in out.records[topics.DEAD_LETTERS]]
+    letters = [orjson.loads(v) for v in values(out, topics.DEAD_LETTERS)]
     letters.sort(key=lambda d: d["offset"])
     assert [(d["reason"], d.get("field")) for d in letters] == [(r, f) for _, r, f in BAD]
     for letter, (raw, _, _) in zip(letters, BAD, strict=True):
@@ -89,7 +89,7 @@ def test_every_bad_message_is_dead_lettered_and_the_worker_survives(broker, work
         elif letter["raw_encoding"] == "utf-8":
             assert letter["raw"].encode() == (raw or b"")
 
-    decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
+    decisions = [orjson.loads(v) for v in values(out, topics.DECISIONS)]
     assert {d["txn_id"] for d in decisions} == {f"GOOD-{i}" for i in range(len(BAD))}
     assert all(d["user_vpa"] == "asha.rao@okicici" for d in decisions)
     assert worker.proc.poll() is None and worker.healthy()

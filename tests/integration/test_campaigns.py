@@ -25,7 +25,7 @@ import yaml
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
 from schemas.transaction import Transaction
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tests.oracle import expected, expected_balances
 from tools.feedgen import generate
 from tools.topic_io import TopicTail, producer
@@ -146,11 +146,11 @@ def test_a_version_published_to_a_running_worker_decides_its_events_across_a_res
     out = wait_for_outputs(broker.bootstrap, COUNT, timeout=300, decisions=want_decided)
 
     want_version = {(d.txn_id, d.outcome): d.rules_version for d in want}
-    for d in map(orjson.loads, (v for _, v in out.records[topics.DECISIONS])):
+    for d in map(orjson.loads, values(out, topics.DECISIONS)):
         assert d["rules_version"] == want_version[(d["txn_id"], d["outcome"])], d["txn_id"]
 
     grants: dict[str, dict[str, object]] = {}
-    for _, value in out.records[topics.COIN_GRANTS]:
+    for value in values(out, topics.COIN_GRANTS):
         g = orjson.loads(value)
         assert grants.setdefault(g["grant_id"], g) == g, "a re-emitted grant must be a copy"
     want_grants = {g.grant_id: g for e in want for g in (*e.grants, *e.fraud_grants)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter, defaultdict
+from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
 from schemas.transaction import Transaction
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tests.oracle import expected, expected_balances
 from tools.feedgen import generate
 from tools.topic_io import TopicTail, producer
@@ -56,9 +57,9 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(broker, workers):
     want_decided = Counter((e.txn_id, e.outcome) for e in want)
     out = wait_for_outputs(broker.bootstrap, COUNT, decisions=want_decided)
 
-    grants: dict[str, dict[str, object]] = {}
+    grants: dict[str, dict[str, Any]] = {}
     repeats = 0
-    for _, value in out.records[topics.COIN_GRANTS]:
+    for value in values(out, topics.COIN_GRANTS):
         g = orjson.loads(value)
         if g["grant_id"] in grants:
             repeats += 1
@@ -76,8 +77,7 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(broker, workers):
     }
     # Every input is accounted for at least once; repeats are exact copies.
     decided = {
-        (d["txn_id"], d["outcome"])
-        for d in map(orjson.loads, (v for _, v in out.records[topics.DECISIONS]))
+        (d["txn_id"], d["outcome"]) for d in map(orjson.loads, values(out, topics.DECISIONS))
     }
     assert {(e.txn_id, e.outcome) for e in want} <= decided
     print(f"grant records re-emitted after kill -9 and deduplicated: {repeats}")

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from brokers.launcher import engine_from_env, free_port
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from topologies import topics
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_feed_command_produces_the_requested_count(broker, workers):
     out = wait_for_outputs(broker.bootstrap, 500)
     decided = out.count(topics.DECISIONS) + out.count(topics.DEAD_LETTERS)
     assert decided == 500
-    assert all(orjson.loads(v)["rules_version"] for _, v in out.records[topics.DECISIONS])
+    assert all(orjson.loads(v)["rules_version"] for v in values(out, topics.DECISIONS))
 
 
 def _children(pid: int) -> set[int]:

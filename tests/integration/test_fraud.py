@@ -25,7 +25,7 @@ from rewards.validate import Source, decode
 from schemas.fraud_alert import FraudAlert
 from schemas.grant import CoinGrant
 from schemas.transaction import Transaction
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tests.oracle import expected, expected_balances
 from tools.feedgen import generate
 from tools.topic_io import TopicTail, producer, read_to_end
@@ -70,7 +70,7 @@ def test_every_farmer_flagged_no_honest_user_and_coins_equal_the_oracle(broker, 
     assert tail.count(topics.FRAUD_ALERTS) >= len(want_alerts)
     assert out.count(topics.DECISIONS) == len(valid)
 
-    alerts = [FraudAlert.model_validate_json(v) for _, v in tail.records[topics.FRAUD_ALERTS]]
+    alerts = [FraudAlert.model_validate_json(v) for v in values(tail, topics.FRAUD_ALERTS)]
     flagged = {a.user_vpa for a in alerts}
     honest_flagged = flagged - set(truth)
     missed = set(truth) - flagged
@@ -80,10 +80,11 @@ def test_every_farmer_flagged_no_honest_user_and_coins_equal_the_oracle(broker, 
     # Deterministic ids: one alert per id, keyed by its user.
     assert len({a.alert_id for a in alerts}) == len(alerts)
     for key, value in tail.records[topics.FRAUD_ALERTS]:
+        assert value is not None
         assert key == orjson.loads(value)["user_vpa"].encode()
 
-    grants = {}
-    for _, value in tail.records[topics.COIN_GRANTS]:
+    grants: dict[str, CoinGrant] = {}
+    for value in values(tail, topics.COIN_GRANTS):
         grant = CoinGrant.model_validate_json(value)
         assert grants.setdefault(grant.grant_id, grant) == grant  # a repeat is identical
     balances: dict[str, int] = {}
@@ -99,7 +100,7 @@ def test_every_farmer_flagged_no_honest_user_and_coins_equal_the_oracle(broker, 
     for user in truth:
         assert balances.get(user, 0) == want.get(user, 0)
 
-    holds = Counter(orjson.loads(v)["outcome"] for _, v in tail.records[topics.DECISIONS])
+    holds = Counter(orjson.loads(v)["outcome"] for v in values(tail, topics.DECISIONS))
     assert holds["FRAUD_HOLD"] > 0
     text = worker.metrics()
     velocity = sum(a.rule == "velocity" for a in alerts)

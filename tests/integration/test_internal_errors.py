@@ -18,7 +18,7 @@ from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from schemas.transaction import Transaction
 from tests.chaos.harness import read_topic
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tests.unit.helpers import raw
 from tools.feedgen import generate
 from tools.topic_io import producer
@@ -55,8 +55,9 @@ def test_each_stage_parks_its_failure_with_its_source_and_the_worker_goes_on(bro
         m.value for m in generate(COUNT, 31, bad_share=0.02, fraud_share=0.0)
     ]
     marked = _marked()
-    for at, value in zip((100, 250, 400), marked.values(), strict=True):
-        messages.insert(at, value)
+    value: bytes | None
+    for position, value in zip((100, 250, 400), marked.values(), strict=True):
+        messages.insert(position, value)
     prod = producer([broker.bootstrap])
     for value in messages:
         prod.send(topics.TRANSACTIONS, key=_key(value), value=value)
@@ -69,8 +70,8 @@ def test_each_stage_parks_its_failure_with_its_source_and_the_worker_goes_on(bro
     feed = read_topic(broker.bootstrap, topics.TRANSACTIONS, expect=len(messages))
     at = {value: (p, o) for p, o, _, value in feed}
 
-    letters = [orjson.loads(v) for _, v in out.records[topics.DEAD_LETTERS]]
-    decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
+    letters = [orjson.loads(v) for v in values(out, topics.DEAD_LETTERS)]
+    decisions = [orjson.loads(v) for v in values(out, topics.DECISIONS)]
     internal = {str(orjson.loads(marked_value)["txn_id"]): None for marked_value in marked.values()}
     by_position = {(int(d["partition"]), int(d["offset"])): d for d in letters}
     for stage, value in marked.items():

@@ -17,7 +17,7 @@ from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
 from schemas.dead_letter import DeadLetterReason
 from schemas.transaction import Transaction
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tests.oracle import expected, expected_balances
 from tools.feedgen import generate
 from tools.topic_io import producer
@@ -62,9 +62,9 @@ def test_feed_in_grants_out_checked_against_the_oracle(broker, workers):
     out = wait_for_outputs(broker.bootstrap, COUNT)
 
     # Every message accounted for: in = decisions + dead letters, exactly.
-    decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
-    letters = [orjson.loads(v) for _, v in out.records[topics.DEAD_LETTERS]]
-    grants = [orjson.loads(v) for _, v in out.records[topics.COIN_GRANTS]]
+    decisions = [orjson.loads(v) for v in values(out, topics.DECISIONS)]
+    letters = [orjson.loads(v) for v in values(out, topics.DEAD_LETTERS)]
+    grants = [orjson.loads(v) for v in values(out, topics.COIN_GRANTS)]
     n_bad = sum(not m.valid for m in messages)
     assert n_bad > 50
     assert len(letters) == n_bad
@@ -75,6 +75,7 @@ def test_feed_in_grants_out_checked_against_the_oracle(broker, workers):
 
     # Keys: every grant and decision is keyed by its user.
     for key, value in out.records[topics.COIN_GRANTS] + out.records[topics.DECISIONS]:
+        assert value is not None
         assert key == orjson.loads(value)["user_vpa"].encode()
 
     # Every decision and grant equals the oracle's, in the worker's order.

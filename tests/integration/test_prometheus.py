@@ -27,7 +27,7 @@ import yaml
 
 from brokers.launcher import free_port
 from rewards.rulebook import load_rules
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tests.prom import RULES, PrometheusServer, ensure_prometheus, promtool
 from tests.unit.test_deploy import DASHBOARD, dashboard_metric_names
 from tools.feed import produce_feed
@@ -125,10 +125,10 @@ def test_real_prometheus_scrape_matches_the_events_sent(broker, workers, tmp_pat
         )
         out = wait_for_outputs(broker.bootstrap, COUNT, timeout=240)
 
-        decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
-        letters = [orjson.loads(v) for _, v in out.records[topics.DEAD_LETTERS]]
-        grants = [orjson.loads(v) for _, v in out.records[topics.COIN_GRANTS]]
-        alerts = [orjson.loads(v) for _, v in out.records[topics.FRAUD_ALERTS]]
+        decisions = [orjson.loads(v) for v in values(out, topics.DECISIONS)]
+        letters = [orjson.loads(v) for v in values(out, topics.DEAD_LETTERS)]
+        grants = [orjson.loads(v) for v in values(out, topics.COIN_GRANTS)]
+        alerts = [orjson.loads(v) for v in values(out, topics.FRAUD_ALERTS)]
         assert len(decisions) == COUNT - stats.bad and len(letters) == stats.bad
         outcomes = dict(Counter(str(d["outcome"]) for d in decisions))
         reasons = dict(Counter(str(d["reason"]) for d in letters))

@@ -8,7 +8,7 @@ import json
 import orjson
 import pytest
 
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tools.topic_io import producer
 from topologies import topics
 
@@ -65,7 +65,7 @@ def test_state_survives_restart(broker, workers, fresh_disk: bool):
     )
     out = wait_for_outputs(broker.bootstrap, 7)
 
-    decisions = [orjson.loads(v) for _, v in out.records[topics.DECISIONS]]
+    decisions = [orjson.loads(v) for v in values(out, topics.DECISIONS)]
     got = [(d["txn_id"], d["outcome"], d["coins"]) for d in decisions]
     assert got == [
         ("P1", "GRANTED", 75),
@@ -76,7 +76,7 @@ def test_state_survives_restart(broker, workers, fresh_disk: bool):
         ("R1", "CLAWED_BACK", 75),
         ("R2", "CLAWED_BACK", 25),
     ]
-    grants = [orjson.loads(v) for _, v in out.records[topics.COIN_GRANTS]]
+    grants = [orjson.loads(v) for v in values(out, topics.COIN_GRANTS)]
     assert [(g["grant_id"], g["kind"], g["coins"]) for g in grants] == [
         ("P1:grant", "GRANT", 75),
         ("P2:grant", "GRANT", 75),

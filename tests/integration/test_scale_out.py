@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from typing import Any
 
 import orjson
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from rewards.rulebook import load_rules
 from rewards.validate import Source, decode
 from schemas.transaction import Transaction
-from tests.integration.conftest import wait_for_outputs
+from tests.integration.conftest import values, wait_for_outputs
 from tests.oracle import expected, expected_balances
 from tools.feedgen import generate
 from tools.topic_io import producer
@@ -51,8 +52,8 @@ def test_two_workers_split_the_partitions_and_match_the_oracle(broker, workers):
 
     valid = [t for t in decoded if isinstance(t, Transaction)]
     want = expected(valid, load_rules(DEFAULT_RULES).spec)
-    grants = {}
-    for _, value in out.records[topics.COIN_GRANTS]:
+    grants: dict[str, Any] = {}
+    for value in values(out, topics.COIN_GRANTS):
         g = orjson.loads(value)
         assert grants.setdefault(g["grant_id"], g) == g
     assert set(grants) == {g.grant_id for e in want for g in e.grants}
