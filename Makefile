@@ -76,7 +76,7 @@ CHAOS_ENV_kafka ?= CHAOS_EVENTS=2000 CHAOS_KILLS=2 CHAOS_STALL_S=10 CHAOS_HOSTIL
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy $(PACKAGES) bench
+	$(BIN)/mypy $(PACKAGES) bench tests
 	$(BIN)/python -m schemas.export --check
 	@$(call timed,unit,,$(BIN)/pytest tests/unit)
 	@$(call timed,doctests (pure core),REWARDS_PURE_CORE=1,$(BIN)/pytest --doctest-modules $(PACKAGES))
@@ -116,7 +116,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy $(PACKAGES) bench
+	$(BIN)/mypy $(PACKAGES) bench tests
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
