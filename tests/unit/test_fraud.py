@@ -422,9 +422,12 @@ def _events(draw_list: list[tuple[int, int, int]]) -> list[tuple[str, str, str, 
 
 
 def _violations(
-    events: list[tuple[str, str, str, int]], cooldown_ms: int, lateness: int | None = None
+    events: list[tuple[str, str, str, int]], lateness: int | None = None
 ) -> set[tuple[str, str, str, int]]:
-    """Every (user, rule, trigger) whose window breaks its rule over the final input."""
+    """Every (user, rule, trigger) whose window breaks its rule over the final input.
+
+    Cooldowns are not applied here: the caller checks them against the alerts.
+    """
     # The allowance: by default the payer's largest window; pairs' the circular one.
     largest = max(VEL[1], SAME[1]) * 1000 if lateness is None else lateness * 1000
     pair_late = CIRC * 1000 if lateness is None else lateness * 1000
@@ -487,7 +490,7 @@ def test_alerts_fire_exactly_when_a_rule_truly_holds_unless_a_cooldown_covers_it
         kind = {"payee_kind": "PERSON", "mcc": ...} if payee in USERS else {}
         msgs.append(raw(txn_id=txn_id, payer_vpa=payer, payee_vpa=payee, event_time=at(s), **kind))
     alerts = simulate(msgs, rb).alerts
-    truth = _violations(events, cooldown * 1000, lateness)
+    truth = _violations(events, lateness)
     by_trigger = {(u, r, x): t for u, r, x, t in truth}
     # Sound: no alert unless its rule truly holds over the input, at its trigger.
     for a in alerts:
