@@ -155,11 +155,42 @@ def _no_timing(phase: str, seconds: float) -> None:
     return None
 
 
+#: The checkpoints committing now: stage -> (the phase it waits in, since when, monotonic).
+#: A fail-stop names them (``agents.guard``): which ack a stuck batch was waiting for.
+COMMITTING: dict[str, tuple[str, float]] = {}
+
+
+def committing(now: float | None = None) -> str:
+    """What the committing checkpoints wait for, for a log line (names and seconds only).
+
+    >>> COMMITTING["decide"] = ("changelog", 10.0)
+    >>> committing(now=62.5)
+    'decide waits for its changelog acks since 52.5 s'
+    >>> del COMMITTING["decide"]; committing()
+    'no checkpoint committing'
+    """
+    now = time.monotonic() if now is None else now
+    waits = [
+        f"{stage} waits for its {phase} acks since {now - since:.1f} s"
+        if phase in ("outputs", "changelog")
+        else f"{stage} in its {phase} step since {now - since:.1f} s"
+        for stage, (phase, since) in sorted(COMMITTING.items())
+    ]
+    return "; ".join(waits) or "no checkpoint committing"
+
+
 class Checkpoint:
-    def __init__(self, sender: Sender, store: PartitionStore, timing: Timing = _no_timing) -> None:
+    def __init__(
+        self,
+        sender: Sender,
+        store: PartitionStore,
+        timing: Timing = _no_timing,
+        name: str = "",
+    ) -> None:
         self.sender = sender
         self.store = store
         self.timing = timing
+        self.name = name  # the stage, in COMMITTING while it commits (none: not tracked)
         self.started = time.monotonic()
         self._outputs: dict[tuple[str, int | None], list[Record]] = {}
         self._staged: dict[int, dict[bytes, bytes | None]] = {}
@@ -203,8 +234,15 @@ class Checkpoint:
         return out
 
     async def commit(self) -> None:
+        try:
+            await self._commit()
+        finally:
+            COMMITTING.pop(self.name, None)
+
+    async def _commit(self) -> None:
         mark = time.monotonic()
         self.timing("process", mark - self.started)
+        self._waiting("outputs", mark)
         txn = self.transaction
         if txn is not None:
             await txn.begin()
@@ -213,6 +251,7 @@ class Checkpoint:
             sent.extend(f for f, _ in await self.sender.send_records(topic, partition, records))
         await asyncio.gather(*sent)
         mark = self._phase("outputs", mark)
+        self._waiting("changelog", mark)
         topic = self.store.changelog_topic
         pending = []
         for partition, staged in self._staged.items():  # 2. changelog
@@ -225,6 +264,7 @@ class Checkpoint:
             acked.append((partition, staged, last))
         mark = self._phase("changelog", mark)
         if txn is not None:  # outputs, changelog and input offsets visible together
+            self._waiting("transaction commit", mark)
             await txn.commit(self._consumed)
             mark = self._phase("commit", mark)
         for partition, staged, last in acked:
@@ -232,6 +272,10 @@ class Checkpoint:
         self._phase("store", mark)
         # 4. the caller returns; Faust acks the inputs and commits their offsets later
         # (with a transaction they were committed in it, above).
+
+    def _waiting(self, phase: str, since: float) -> None:
+        if self.name:
+            COMMITTING[self.name] = (phase, since)
 
     def _phase(self, name: str, since: float) -> float:
         now = time.monotonic()

@@ -45,7 +45,7 @@ class CircularBatch:
         lateness_ms: int,
         metrics: Metrics,
     ) -> None:
-        self.checkpoint = Checkpoint(sender, store, metrics.timing("circular"))
+        self.checkpoint = Checkpoint(sender, store, metrics.timing("circular"), "circular")
         self.store, self.partitioner = store, partitioner
         self.by_payer, self.dead_letter_topic = topics.by_payer, topics.dead_letters
         self.window_ms, self.lateness_ms, self.metrics = window_ms, lateness_ms, metrics

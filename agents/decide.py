@@ -106,7 +106,7 @@ class DecideBatch:
         cache: StateCache | None = None,
         view: CommitView | None = None,
     ) -> None:
-        self.checkpoint = Checkpoint(sender, store, metrics.timing("decide"))
+        self.checkpoint = Checkpoint(sender, store, metrics.timing("decide"), "decide")
         self.cache, self.view = cache, view
         self.store, self.topics, self.book, self.metrics = store, topics, book, metrics
         self.users: dict[str, _User] = {}

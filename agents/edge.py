@@ -39,6 +39,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from agents import dead_letters, guard
+from agents.checkpoint import COMMITTING
 from agents.metrics import Metrics
 from agents.partitioning import PairPartitioner, Partitioner
 from rewards.circular import pair_key
@@ -417,7 +418,11 @@ class Edge:
             futures.append(await producer.send(cfg.dead_letters, value))
         # Every forward acknowledged before the feed offsets move: a refused one
         # fails the batch (agents.guard), it is never committed past.
-        await asyncio.gather(*futures)
+        COMMITTING["ingest"] = ("outputs", time.monotonic())
+        try:
+            await asyncio.gather(*futures)
+        finally:
+            COMMITTING.pop("ingest", None)
 
     def forget(self, revoked: Any) -> None:
         """Partitions gone to another worker: their uncommitted offsets are its to re-read."""

@@ -32,7 +32,7 @@ import faust
 from faust.streams import Stream
 from faust.types import EventT, StreamT
 
-from agents.checkpoint import Pack
+from agents.checkpoint import Pack, committing
 from workarounds.continuity import GapProbe, OnGap, RecordSkipped, fail_on_gap, for_faust
 from workarounds.stall_watch import StreamStalled
 
@@ -50,6 +50,11 @@ FAIL_STOP_STATUS = 70
 RESTARTS_ENV = "REWARDS_FAIL_STOPS"
 #: Re-executions allowed before exiting for good (the orchestrator's turn).
 LIMIT_ENV = "REWARDS_FAIL_STOP_RESTARTS"
+
+
+def reexecutions() -> int:
+    """How many times this process has re-executed itself after a fail-stop."""
+    return int(os.environ.get(RESTARTS_ENV, "0"))
 
 
 _stopping = False
@@ -76,15 +81,16 @@ async def drain(timeout_s: float) -> None:
 
 def fail_stop(stage: str, exc: BaseException) -> NoReturn:
     """Leave now: no ``finally``, no ack, no offset commit, no clean-shutdown mark."""
-    done = int(os.environ.get(RESTARTS_ENV, "0"))
+    done = reexecutions()
     limit = int(os.environ.get(LIMIT_ENV, "3"))
     again = done < limit and not _stopping
     # The type and offsets only: exception texts can quote payloads (VPAs).
     log.critical(
-        "%s: batch failed with %s%s; %s so nothing of it is acked",
+        "%s: batch failed with %s%s (%s); %s so nothing of it is acked",
         stage,
         type(exc).__name__,
         f" ({exc})" if isinstance(exc, _SAFE_TO_PRINT) else "",
+        committing(),
         f"re-executing the worker ({done + 1}/{limit})"
         if again
         else f"exiting with status {FAIL_STOP_STATUS}",

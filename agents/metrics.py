@@ -142,6 +142,13 @@ class Metrics:
             ["version", "revision", "python_version"],
             registry=registry,
         )
+        self.reexecutions = Gauge(
+            "rewards_worker_reexecutions",
+            "Times this worker process has re-executed itself after a fail-stop "
+            "(agents.guard): each one replayed from the last commit, so outputs from "
+            "before it may have been sent again, as exact copies.",
+            registry=registry,
+        )
         self.newest_event_time = Gauge(
             "rewards_newest_event_time_seconds",
             "Event time (Unix seconds) of the newest event this worker has decided; "

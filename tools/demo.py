@@ -26,7 +26,10 @@ from urllib.parse import quote
 import orjson
 
 from brokers.launcher import free_port, make_broker, port_in_use
+from rewards.validate import Source, decode
+from schemas.transaction import Transaction
 from tools.feed import FeedStats, produce_feed
+from tools.feedgen import generate
 from tools.launch import spawn_worker
 from tools.processes import shielded, stop_on_signals, stop_process
 from tools.topic_io import TopicReader
@@ -54,14 +57,83 @@ class Tally:
     example_at: str = ""
     first_at: float = 0.0
     last_at: float = 0.0
+    #: Every decision record's bytes per (user, txn_id), and every dead letter's
+    #: source: repeats after a worker re-execution are told apart from new messages.
+    decision_bytes: dict[tuple[str, str], collections.Counter[bytes]] = field(default_factory=dict)
+    dead_sources: collections.Counter[tuple[str, int, int]] = field(
+        default_factory=collections.Counter
+    )
 
     @property
     def accounted(self) -> int:
+        """Records read back (repeats included): the progress line's count."""
         return sum(self.decisions.values()) + sum(self.dead.values())
 
     def rate(self) -> float:
         span = self.last_at - self.first_at
         return self.accounted / span if span > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Messages in against what came out, one message counted once however often its
+    outputs were sent (at least once: a re-executed worker repeats exact copies)."""
+
+    sent: int
+    decided: int  # valid messages whose decision is on the topic
+    dead: int  # messages with a dead letter (distinct sources)
+    missing: int  # valid messages with no decision
+    repeated: int  # records beyond one per message: copies sent again
+    other_stories: int  # (user, txn_id)s with more distinct decisions than messages
+
+    def ok(self, reexecutions: int) -> bool:
+        """Every message once; repeats only if the worker re-executed itself."""
+        return (
+            self.missing == 0
+            and self.other_stories == 0
+            and (self.repeated == 0 or reexecutions > 0)
+            and self.decided + self.dead == self.sent
+        )
+
+
+def expected_decisions(
+    count: int, seed: int, fraud_share: float
+) -> collections.Counter[tuple[str, str]]:
+    """The valid messages per (payer, txn_id) of the demo's feed, validated as the worker does
+    (a resend is a second message of its txn_id, with a decision of its own)."""
+    want: collections.Counter[tuple[str, str]] = collections.Counter()
+    feed = generate(count, seed, fraud_share=fraud_share)
+    for offset, message in enumerate(feed):
+        txn = decode(message.value, Source(topics.TRANSACTIONS, 0, offset))
+        if isinstance(txn, Transaction):
+            want[(txn.payer_vpa, txn.txn_id)] += 1
+    return want
+
+
+def account(
+    sent: int,
+    want: collections.Counter[tuple[str, str]],
+    got: dict[tuple[str, str], collections.Counter[bytes]],
+    dead_sources: collections.Counter[tuple[str, int, int]],
+) -> Accounting:
+    """Compare the decisions read back with the messages that should have one each.
+
+    >>> want = collections.Counter({("a@x", "T1"): 1, ("a@x", "T2"): 2})
+    >>> got = {("a@x", "T1"): collections.Counter({b"granted": 2}),  # sent twice
+    ...        ("a@x", "T2"): collections.Counter({b"granted": 1, b"duplicate": 1})}
+    >>> account(4, want, got, collections.Counter({("feed", 0, 3): 1}))
+    Accounting(sent=4, decided=3, dead=1, missing=0, repeated=1, other_stories=0)
+    """
+    decided = missing = repeated = stories = 0
+    for key in want.keys() | got.keys():
+        n, records = want.get(key, 0), got.get(key, collections.Counter())
+        total = sum(records.values())
+        decided += min(total, n)
+        missing += max(n - total, 0)
+        repeated += max(total - n, 0)
+        stories += len(records) > n
+    repeated += sum(dead_sources.values()) - len(dead_sources)
+    return Accounting(sent, decided, len(dead_sources), missing, repeated, stories)
 
 
 def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
@@ -74,11 +146,16 @@ def _watch(bootstrap: str, tally: Tally, stop: threading.Event) -> None:
                     doc = orjson.loads(record.value)
                     if tp.topic == topics.DECISIONS:
                         tally.decisions[doc["outcome"]] += 1
+                        seen = tally.decision_bytes.setdefault(
+                            (doc["user_vpa"], doc["txn_id"]), collections.Counter()
+                        )
+                        seen[record.value] += 1
                         if not tally.example_user and doc["outcome"] == "GRANTED":
                             tally.example_user = doc["user_vpa"]
                             tally.example_at = doc["event_time"]
                     elif tp.topic == topics.DEAD_LETTERS:
                         tally.dead[doc["reason"]] += 1
+                        tally.dead_sources[(doc["topic"], doc["partition"], doc["offset"])] += 1
                     elif tp.topic == topics.FRAUD_ALERTS:
                         tally.alerts[doc["rule"]] += 1
                         tally.flagged.add(doc["user_vpa"])  # kept in memory, never printed
@@ -126,6 +203,18 @@ def _metrics_excerpt(port: int) -> list[str]:
         or (line.startswith("rewards_dead_letters_total") and not line.endswith(" 0.0"))
         or line.startswith("rewards_event_latency_seconds_count")
     ]
+
+
+def _reexecutions(port: int) -> int:
+    """``rewards_worker_reexecutions`` of the worker (0 when it cannot be read)."""
+    try:
+        text = _scrape(port)
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("rewards_worker_reexecutions "):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 def _total_lag(port: int) -> int | None:
@@ -240,12 +329,25 @@ def run_demo(args: argparse.Namespace) -> int:
         time.sleep(0.5)
         stats = feed_result[0]
         print(_line(time.monotonic() - started, stats.sent, tally))
-        decided, dead = sum(tally.decisions.values()), sum(tally.dead.values())
-        ok = decided + dead == stats.sent
+        reexecuted = _reexecutions(args.web_port)
+        books = account(
+            stats.sent,
+            expected_decisions(args.count, args.seed, args.fraud_share),
+            tally.decision_bytes,
+            tally.dead_sources,
+        )
+        ok = books.ok(reexecuted)
+        records = "" if not books.repeated else " records"
         print()
         print(f"messages in       : {stats.sent:,} ({stats.bad:,} generated bad)")
-        print(f"decisions         : {decided:,}  {dict(sorted(tally.decisions.items()))}")
-        print(f"dead letters      : {dead:,}  {dict(sorted(tally.dead.items()))}")
+        print(
+            f"decisions         : {sum(tally.decisions.values()):,}{records}  "
+            f"{dict(sorted(tally.decisions.items()))}"
+        )
+        print(
+            f"dead letters      : {sum(tally.dead.values()):,}{records}  "
+            f"{dict(sorted(tally.dead.items()))}"
+        )
         print(
             f"grants / clawbacks: {tally.grants:,} / {tally.clawbacks:,} "
             f"({tally.coins_granted:,} coins granted, {tally.coins_clawed:,} clawed back)"
@@ -262,8 +364,20 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         print(
             f"accounted for     : {'yes' if ok else 'NO'} "
-            f"(in {stats.sent:,} = decisions {decided:,} + dead letters {dead:,})"
+            f"(in {stats.sent:,} = decisions {books.decided:,} + dead letters {books.dead:,})"
+            + (f"; {books.missing:,} valid messages have no decision" if books.missing else "")
+            + (
+                f"; {books.other_stories:,} payments with more distinct decisions than messages"
+                if books.other_stories
+                else ""
+            )
         )
+        if books.repeated or reexecuted:
+            print(
+                f"repeats           : {books.repeated:,} records sent again as exact copies, "
+                f"counted once; the worker re-executed itself {reexecuted} time(s) after a "
+                f"fail-stop (see {workdir / 'worker.log'}): at least once, docs/contracts.md"
+            )
         print(
             f"throughput        : {tally.rate():,.0f} events/s end to end "
             f"(first to last output, one worker process)"

@@ -315,6 +315,7 @@ def install(
     transaction marker is not behind.
     """
     metrics.set_info(rules_version, build_labels())
+    metrics.reexecutions.set(guard.reexecutions())
     ends = EndOffsets(bootstrap) if bootstrap else None
     metrics.registry.register(WorkerCollector(app, ends, edge_lag, transactional))
 

@@ -171,6 +171,8 @@ def test_real_prometheus_scrape_matches_the_events_sent(broker, workers, tmp_pat
         eventually(lambda: by(prom, "", f"sum(rewards_consumer_lag_messages{f})"), {}, 60)
         assert by(prom, "topic", f"sum by (topic) (rewards_assigned_partitions{f})")
         assert by(prom, "", f"rewards_worker_ready{f}") == {"": 1.0}
+        reexecuted = prom.query(f"rewards_worker_reexecutions{f}")
+        assert list(reexecuted.values()) == [0.0], reexecuted  # scraped, and no fail-stop
         assert http_status(f"http://127.0.0.1:{worker.web_port}/readyz") == 200
         assert http_status(f"http://127.0.0.1:{worker.web_port}/healthz") == 200
         version = load_rules(DEFAULT_RULES).version

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from agents.checkpoint import Checkpoint, Record
+from agents.checkpoint import COMMITTING, Checkpoint, Record, committing
 from agents.partitioning import Partitioner
 from agents.store import MemoryStore
 
@@ -95,3 +95,61 @@ def test_a_refused_changelog_record_leaves_that_partitions_store_untouched():
     with pytest.raises(RuntimeError):
         asyncio.run(run())
     assert store.data == {}
+
+
+class HeldSender(FakeSender):
+    """Acks held until released, per topic: a broker that has not answered yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: dict[str, asyncio.Event] = {}
+
+    async def send_records(
+        self, topic: str, partition: int, records: Sequence[Record]
+    ) -> list[tuple[Awaitable[Any], int]]:
+        chunks = await super().send_records(topic, partition, records)
+        gate = self.held.setdefault(topic, asyncio.Event())
+
+        async def acked(fut: Awaitable[Any] = chunks[0][0]) -> Any:
+            await gate.wait()
+            return await fut
+
+        return [(asyncio.ensure_future(acked()), chunks[0][1])]
+
+
+def test_a_committing_checkpoint_names_the_acks_it_waits_for_until_it_ends():
+    sender, store = HeldSender(), MemoryStore("t-changelog")
+    seen: list[str] = []
+
+    async def run() -> None:
+        cp = Checkpoint(sender, store, name="decide")
+        cp.send("grants", b"u", b"g1")
+        cp.stage(0, b"u", b"s")
+        task = asyncio.ensure_future(cp.commit())
+        await asyncio.sleep(0.01)
+        seen.append(committing())
+        sender.held["grants"].set()
+        await asyncio.sleep(0.01)
+        seen.append(committing())
+        sender.held["t-changelog"].set()
+        await task
+        seen.append(committing())
+
+    asyncio.run(run())
+    assert seen[0].startswith("decide waits for its outputs acks since ")
+    assert seen[1].startswith("decide waits for its changelog acks since ")
+    assert seen[2] == "no checkpoint committing" and COMMITTING == {}
+    assert store.data == {0: {b"u": b"s"}}
+
+
+def test_a_failed_commit_is_no_longer_named_as_committing():
+    sender, store = FakeSender(refuse={("grants", b"u")}), MemoryStore("t-changelog")
+
+    async def run() -> None:
+        cp = Checkpoint(sender, store, name="decide")
+        cp.send("grants", b"u", b"g1")
+        await cp.commit()
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(run())
+    assert COMMITTING == {}
