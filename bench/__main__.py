@@ -19,7 +19,10 @@ produced before the consumer starts:
                transaction per batch; Apache Kafka only: ``--engine kafka``);
 ``latency``    one worker under a producer paced at each of ``--rates`` ev/s
                in turn (``--latency-seconds`` each): feed producer CreateTime
-               -> decision record CreateTime per txn_id, p50 / p99 / p99.9;
+               -> decision record CreateTime per txn_id, p50 / p99 / p99.9,
+               split in hops (feed -> read by the edge -> its pack sent ->
+               decision sent) and the worker's CPU share; a warm-up at the
+               first rate from the worker's spawn is reported apart;
 ``warm``       kill -9 of a worker holding ``--warm-users`` users (changelog
                filled, recovered once), restart on the same data dir: seconds
                until events produced after the restart are decided;
@@ -69,13 +72,15 @@ from brokers.launcher import ENGINES, Broker, engine_from_env, free_port, make_b
 from rewards.ledger import SEP
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
+from schemas.packed import decode_txn_pack
+from schemas.routed import RoutedTransaction
 from tools.feedgen import FeedMessage, generate
 from tools.launch import spawn_worker
 from tools.processes import shielded, stop_on_signals, stop_process
 from tools.topic_io import TopicReader
 from topologies import topics
 from topologies.admin import ensure_topics
-from topologies.settings import DEFAULT_RULES
+from topologies.settings import DEFAULT_RULES, Settings
 
 PARTITIONS = 8
 ROOT = Path(__file__).resolve().parent.parent
@@ -683,6 +688,10 @@ def percentiles(lat: list[int]) -> dict[str, int]:
     return {"p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": lat[-1]}
 
 
+#: Seconds of the first rate offered before the latency run's clock starts.
+WARM_UP_S = 5.0
+
+
 def drained(port: int, total: int) -> bool:
     return metric_total(port, ACCOUNTED) >= total
 
@@ -699,15 +708,24 @@ def bench_latency(
     try:
         data_dir = run.work / "state"
         proc, port = start_worker(run, data_dir, "worker")
-        # Warm up: a small part of the feed through every stage, then a pause, so
-        # start-up rebalances (Faust creates internal topics) are over before the
-        # clock starts.
-        warm = max(len(feed) // 50, 1)
-        produce(run.bootstrap, feed[:warm])
-        wait_for(lambda: metric_total(port, ACCOUNTED) >= warm, 300, "warm-up", proc)
-        time.sleep(5)
-        done = warm
+        # Warm up: the first rate for WARM_UP_S, sent from the moment the worker is
+        # spawned, then a pause, so its start (imports, group joins, the rebalance after
+        # Faust creates its internal topics) is over and the broker has seen load (a
+        # JVM's first seconds are slow) before the clock starts. Its latency, start-up
+        # included, is kept apart (the last phase below).
+        warm = max(int(rates[0] * WARM_UP_S), 1)
         sent: dict[str, list[tuple[int, int]]] = defaultdict(list)  # txn_id -> (phase, ts)
+        stamps = produce_records(
+            run.bootstrap,
+            ((topics.TRANSACTIONS, m.key, m.value, None) for m in feed[:warm]),
+            rates[0],
+        )
+        for m, ts in zip(feed[:warm], stamps, strict=True):
+            if m.valid and m.value:
+                sent[orjson.loads(m.value)["txn_id"]].append((len(rates), ts))
+        wait_for(lambda: metric_total(port, ACCOUNTED) >= warm, 300, "warm-up", proc)
+        time.sleep(2)
+        done = warm
         phases: list[dict[str, Any]] = []
         for phase, offered in enumerate(rates):
             n = int(offered * seconds)
@@ -716,10 +734,13 @@ def bench_latency(
             started = time.monotonic()
             before = scrape(port)
             gcs_before, phases_before = gc_pauses(before), batch_phases(before)
+            cpu_before = cpu_seconds(proc.pid)
             stamps = produce_records(
                 run.bootstrap, ((topics.TRANSACTIONS, m.key, m.value, None) for m in part), offered
             )
-            achieved = len(part) / (time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            achieved = len(part) / elapsed
+            busy = (cpu_seconds(proc.pid) - cpu_before) / elapsed  # the worker's cores in use
             for m, ts in zip(part, stamps, strict=True):
                 if m.valid and m.value:
                     sent[orjson.loads(m.value)["txn_id"]].append((phase, ts))
@@ -731,6 +752,7 @@ def bench_latency(
                 "offered_per_s": offered,
                 "events": len(part),
                 "achieved_per_s": round(achieved),
+                "worker_cpu_share": round(busy, 2),
             }
             for g, name in (("0", "young_gc"), ("1", "middle_gc"), ("2", "full_gc")):
                 n = gcs_after.get(g, (0, 0.0))[0] - gcs_before.get(g, (0, 0.0))[0]
@@ -741,22 +763,43 @@ def bench_latency(
             phases.append(result)
             time.sleep(2)
         out = read_topics(run.bootstrap, [topics.DECISIONS], 1)
-        lat: list[list[int]] = [[] for _ in rates]
+        # Where each event was on the way: read by the edge (ingested_ns), its pack sent
+        # (the pack's CreateTime), its decision sent; the hops are differences of these.
+        by_payer = topics.Internal(Settings().app_id).by_payer
+        packed: dict[str, tuple[int, int]] = {}  # txn_id -> (edge read, pack sent), ms
+        for _, pack_ts, _, value in read_topics(run.bootstrap, [by_payer], 1):
+            for item in decode_txn_pack(value):
+                if isinstance(item, RoutedTransaction):
+                    packed.setdefault(item.txn.txn_id, (item.ingested_ns // 1_000_000, pack_ts))
+        hops: list[dict[str, list[int]]] = [defaultdict(list) for _ in range(len(rates) + 1)]
+        lat: list[list[int]] = [[] for _ in range(len(rates) + 1)]  # the last: the warm-up
         # per phase, the worst latency of the events sent in each second: stalls show
-        worst: list[dict[int, int]] = [defaultdict(int) for _ in rates]
+        worst: list[dict[int, int]] = [defaultdict(int) for _ in range(len(rates) + 1)]
         for _, ts, _, value in sorted(out, key=lambda r: r[1]):
-            pending = sent.get(orjson.loads(value or b"{}")["txn_id"])
+            txn_id = orjson.loads(value or b"{}")["txn_id"]
+            pending = sent.get(txn_id)
             if pending:
                 phase, sent_ts = pending.pop(0)
                 lat[phase].append(ts - sent_ts)
+                read_ms, pack_ms = packed.get(txn_id, (0, 0))
+                if read_ms:
+                    hops[phase]["feed_to_edge"].append(read_ms - sent_ts)
+                    hops[phase]["edge_to_pack"].append(pack_ms - read_ms)
+                    hops[phase]["pack_to_decision"].append(ts - pack_ms)
                 second = sent_ts // 1000
                 worst[phase][second] = max(worst[phase][second], ts - sent_ts)
-        for result, values, per_s in zip(phases, lat, worst, strict=True):
+        warm_up = {"offered_per_s": rates[0], "events": warm, "matched": len(lat[-1])}
+        warm_up.update(percentiles(lat[-1]))
+        for result, values, per_s, hop in zip(phases, lat, worst, hops, strict=False):
             result.update(percentiles(values), matched=len(values))
+            result["hops"] = {
+                name: {k: v for k, v in percentiles(ms).items() if k in ("p50_ms", "p99_ms")}
+                for name, ms in hop.items()
+            }
             result["max_ms_by_send_second"] = [per_s[k] for k in sorted(per_s)]
         return {
             "rates": phases,
-            "warm_up_events": warm,
+            "warm_up": warm_up,
             "seconds_per_rate": seconds,
             "measured": "feed producer CreateTime -> decision record CreateTime (worker send)",
             "load_avg": load_avg(),
@@ -1110,10 +1153,24 @@ def table(res: dict[str, Any]) -> str:
                 f"{_num(r.get('p50_ms'))} / p99 {_num(r.get('p99_ms'))} / p99.9 "
                 f"{_num(r.get('p999_ms'))} ms | | | | {r['matched']:,} decisions, max "
                 f"{_num(r.get('max_ms'))} ms, achieved {r['achieved_per_s']:,} ev/s, "
-                f"{lat['seconds_per_rate']:g} s; GCs: {r.get('full_gcs', 0)} full of "
+                f"{lat['seconds_per_rate']:g} s; worker CPU {r.get('worker_cpu_share', 0):.0%} "
+                f"of a core; GCs: {r.get('full_gcs', 0)} full of "
                 f"{_num(r.get('full_gc_mean_ms'))} ms, {r.get('middle_gcs', 0):,} gen-1 of "
                 f"{_num(r.get('middle_gc_mean_ms'))} ms, {r.get('young_gcs', 0):,} young of "
-                f"{_num(r.get('young_gc_mean_ms'))} ms |"
+                f"{_num(r.get('young_gc_mean_ms'))} ms; hops p50/p99: "
+                + ", ".join(
+                    f"{name.replace('_', ' ')} {_num(h.get('p50_ms'))}/{_num(h.get('p99_ms'))} ms"
+                    for name, h in r.get("hops", {}).items()
+                )
+                + " |"
+            )
+        w = lat.get("warm_up")
+        if w:
+            rows.append(
+                f"| latency of the warm-up ({WARM_UP_S:g} s at {w['offered_per_s']:,.0f} ev/s "
+                f"from the worker's spawn, start-up included; not in the rows above) | p50 "
+                f"{_num(w.get('p50_ms'))} / p99 {_num(w.get('p99_ms'))} ms "
+                f"| | | | {w['matched']:,} decisions, max {_num(w.get('max_ms'))} ms |"
             )
     p = res.get("pipeline")
     if p:
@@ -1256,7 +1313,7 @@ def main(argv: list[str] | None = None) -> int:
             root,
             list(
                 generate(
-                    int(sum(rates) * args.latency_seconds * 1.05) + 100,
+                    int((sum(rates) * args.latency_seconds + rates[0] * WARM_UP_S) * 1.05) + 100,
                     args.seed + 1,
                     users=args.users,
                     fraud_share=0.01,
