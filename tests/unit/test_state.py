@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -24,6 +27,8 @@ from rewards.ledger import (
 from rewards.rulebook import load_rules
 from rewards.simulate import simulate
 from rewards.state import (
+    _ZDICT,
+    _ZSTD_DICT,
     FORMAT_VERSION,
     PAIR_VERSION,
     Payment,
@@ -31,6 +36,7 @@ from rewards.state import (
     StateFormatError,
     UserState,
     _rule_coins,
+    _unpack,
     comparable,
     decode_pair,
     decode_user,
@@ -127,7 +133,7 @@ def test_none_is_a_fresh_state():
     assert decode_pair(None) == PairState()
 
 
-@pytest.mark.parametrize("raw", [b"\x03\x00[]", b"\x00\x00[]", b"{", b""])
+@pytest.mark.parametrize("raw", [b"\x04\x00[]", b"\x00\x00[]", b"{", b""])
 def test_an_unknown_version_is_refused(raw):
     with pytest.raises(StateFormatError, match="format version"):
         decode_user(raw)
@@ -140,12 +146,14 @@ def test_a_pair_record_in_the_user_records_version_is_refused():
         decode_pair(b"\x02\x00[null,[]]")
 
 
-@pytest.mark.parametrize("version", [1, FORMAT_VERSION])
+@pytest.mark.parametrize("version", [1, 2, FORMAT_VERSION])
 @pytest.mark.parametrize(
     "body",
     [
         b"\x00[1,2]",
         b"\x01not deflate",
+        b"\x02not zstd",
+        b"\x07[]",  # no such flag
         b"\x00" + b'[{},0,[],null,"",0,["T1"],[]]',  # an id without its payment
         b"\x00" + b'[{},0,[],null,"",0,[],[],[],[],[],[],[],[],1,9]',  # too many fields
     ],
@@ -155,15 +163,39 @@ def test_a_corrupt_body_is_refused_clearly(version, body):
         decode_user(bytes((version,)) + body)
 
 
-def test_a_deflated_body_needs_the_preset_dictionary():
+def _forty_payments() -> UserState:
     state = UserState(newest_day=739_945, last_txn="T39")
     for i in range(40):
         state.txns[f"YBL{i:020d}"] = Payment(739_945, 1_000 * i, 10_000 + i, 0)
+    return state
+
+
+def test_a_long_body_is_zstd_compressed_with_the_preset_dictionary():
+    state = _forty_payments()
     raw = encode_user(state)
-    assert raw[:2] == bytes((FORMAT_VERSION, 1)) and decode_user(raw) == state
-    truncated = raw[: len(raw) // 2]
+    assert raw[:2] == bytes((FORMAT_VERSION, 2)) and decode_user(raw) == state
+    body = orjson.dumps(
+        orjson.loads(zstandard.ZstdDecompressor(dict_data=_ZSTD_DICT).decompress(raw[2:]))
+    )
+    assert len(raw) < len(body) / 2
+    with pytest.raises(zstandard.ZstdError):  # the dictionary is part of the format
+        zstandard.ZstdDecompressor().decompress(raw[2:])
+    for broken in (raw[: len(raw) // 2], raw[:2] + b"\x28\xb5\x2f\xfd" + b"\xff" * 12):
+        with pytest.raises(StateFormatError, match="corrupt"):
+            decode_user(broken)
+
+
+def test_a_version_2_record_deflated_with_the_preset_dictionary_still_decodes():
+    state = _forty_payments()
+    body = _unpack(encode_user(state), "user", (FORMAT_VERSION,))[1]  # version 2's body
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=_ZDICT)
+    raw = b"\x02\x01" + deflate.compress(body) + deflate.flush()
+    assert decode_user(raw) == state
+    assert encode_user(decode_user(raw))[0] == FORMAT_VERSION  # written back in version 3
     with pytest.raises(StateFormatError, match="corrupt"):
-        decode_user(truncated)
+        decode_user(raw[: len(raw) // 2])
+    with pytest.raises(StateFormatError, match="corrupt"):  # a version 3 flag in version 2
+        decode_user(b"\x02\x02" + raw[2:])
 
 
 def test_a_version_1_record_still_decodes():
