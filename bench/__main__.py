@@ -144,6 +144,17 @@ class Run:
             shutil.copy(path, keep / path.name)
 
 
+def print_log_tails(since: float, lines: int = 20) -> None:
+    """The last ``lines`` of every log a run kept (``Run.close``) since ``since`` (epoch s)."""
+    for folder in sorted(LOGS.glob("*")):
+        if not folder.is_dir() or folder.stat().st_mtime < since:
+            continue
+        for path in sorted(folder.glob("*.log")):
+            tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            print(f"--- the last {len(tail)} lines of {path.relative_to(ROOT)}", flush=True)
+            print("\n".join(tail), flush=True)
+
+
 def start_broker(work: Path) -> Broker:
     """The one place a scenario's broker is chosen (``--engine``) and started (free port)."""
     return make_broker(ENGINE, port=free_port(), log=work / "broker.log").start()
@@ -1329,11 +1340,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in SCENARIOS:
             if name in only:
+                started = time.time()
                 try:
                     res[name] = runs[name]()
                 except (RuntimeError, TimeoutError) as exc:  # one failure: the rest still run
                     res.setdefault("failed", {})[name] = f"{type(exc).__name__}: {exc}"
                     log(f"{name} FAILED: {exc}")
+                    print_log_tails(started)  # the next run of the scenario replaces its logs
                     continue
                 log(f"{name}: {res[name]}")
     finally:
