@@ -238,10 +238,11 @@ def _unpack(raw: bytes, what: str, reads: tuple[int, ...]) -> tuple[int, bytes]:
         if flag == _RAW:
             return version, raw[2:]
         if flag == _ZSTD and version == FORMAT_VERSION:
-            size = zstandard.frame_content_size(raw[2:])
+            frame = raw[2:]
+            size = zstandard.frame_content_size(frame)
             if not 0 <= size <= _BODY_MAX:
                 raise zlib.error(f"zstd frame of {size} bytes")
-            return version, _zstd()[1].decompress(raw[2:])
+            return version, _zstd()[1].decompress(frame)
         if flag != _DEFLATED or version == FORMAT_VERSION:
             raise zlib.error(f"flag {flag} in a version {version} record")
         if version == 1:
